@@ -1,0 +1,1 @@
+"""Sample posters: a synthetic generator with ground truth, and the README sample image."""

@@ -1,0 +1,252 @@
+"""Synthetic posters with ground-truth layers, for tests, benchmarks and the README sample.
+
+Every poster is a stack of straight-alpha layers: a background (flat colour, linear or radial
+gradient, or textured noise), shapes with anti-aliased edges (some semi-transparent), a "photo"
+patch and 1-4 lines of DejaVu text. `image` is the rounded composite of `layers`.
+
+Run `python -m samples.synthetic` to write samples/poster.png (seed 7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from services.common.layers import BBox, Layer, LayerKind, composite
+
+FONT_DIR = Path("/usr/share/fonts/truetype/dejavu")
+FONTS = (
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSans.ttf",
+    "DejaVuSerif-Bold.ttf",
+    "DejaVuSansCondensed-Bold.ttf",
+    "DejaVuSerif.ttf",
+)
+TITLE_WORDS = (
+    "SUMMER SALE MUSIC FESTIVAL GRAND OPENING JAZZ NIGHT ART EXPO FRESH MARKET CITY MARATHON BOOK FAIR FILM "
+    "WEEK OPEN HOUSE"
+)
+BODY_WORDS = (
+    "live bands every friday free entry downtown park tickets online family fun food drinks local artists "
+    "doors open late join us this weekend only best prices new season main square"
+)
+SUPERSAMPLE = 4  # shapes are drawn at 4x and area-downsampled, which anti-aliases their edges
+SHAPES = ("rectangle", "rounded", "circle", "ellipse", "polygon")
+
+
+@dataclass
+class SyntheticPoster:
+    """A generated poster and the layers it was composited from (bottom to top)."""
+
+    image: np.ndarray
+    layers: list[Layer]
+
+
+def make_poster(seed: int, width: int = 864, height: int = 1152) -> SyntheticPoster:
+    """Generates a deterministic poster for `seed` with every layer kind present."""
+    rng = np.random.default_rng(seed)
+    canvas = _background(rng, width, height)
+    layers = [Layer(0, LayerKind.BACKGROUND, BBox(0, 0, width, height), _opaque(canvas), name="background")]
+
+    def add(kind: LayerKind, box: BBox, rgba: np.ndarray, name: str, **fields: object) -> None:
+        layer = Layer(len(layers), kind, box, rgba, name=name, **fields)  # type: ignore[arg-type]
+        layers.append(layer)
+        rows, cols = box.slices()
+        alpha = rgba[..., 3:4] / 255.0
+        canvas[rows, cols] = rgba[..., :3] * alpha + canvas[rows, cols] * (1.0 - alpha)
+
+    for number in range(1, int(rng.integers(1, 5)) + 1):
+        box, rgba = _shape(rng, width, height)
+        add(LayerKind.SHAPE, box, rgba, f"shape {number}")
+    box, rgba = _photo(rng, width, height)
+    add(LayerKind.IMAGE, box, rgba, "image 1")
+
+    lines = _text_lines(rng)
+    bands = _text_bands(len(lines), height)
+    for line_number, ((words, font_name, size), (top, band_h)) in enumerate(zip(lines, bands, strict=True)):
+        font = _fit_font(font_name, size, words, int(width * 0.88), band_h)
+        text_box, mask = _render_text(font, words, width, top, rng)
+        if line_number > 0 and rng.random() < 0.5:
+            # A banner behind the line: text over a shape is common in real posters.
+            banner_box, banner = _banner(rng, text_box, width, height)
+            add(LayerKind.SHAPE, banner_box, banner, f"shape {len(layers)}")
+        rows, cols = text_box.slices()
+        color = _contrasting_color(rng, canvas[rows, cols])
+        rgba = np.dstack([np.broadcast_to(np.array(color, np.uint8), (*mask.shape, 3)), mask])
+        add(LayerKind.TEXT, text_box, rgba, f"text: {words}", text=words, font_size_px=float(font.size), color=color)
+
+    image = np.clip(np.round(composite(layers, width, height)), 0, 255).astype(np.uint8)
+    return SyntheticPoster(image=image, layers=layers)
+
+
+def _opaque(rgb: np.ndarray) -> np.ndarray:
+    rgb8 = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+    return np.dstack([rgb8, np.full(rgb8.shape[:2], 255, np.uint8)])
+
+
+def _random_color(rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, 256, 3).astype(np.float64)
+
+
+def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """A float RGB plate: flat, linear gradient, radial gradient or textured noise."""
+    start, end = _random_color(rng), _random_color(rng)
+    kind = rng.choice(["flat", "linear", "radial", "texture"])
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
+    if kind == "flat":
+        t = np.zeros((height, width))
+    elif kind == "linear":
+        angle = rng.uniform(0, 2 * np.pi)
+        along = xs * np.cos(angle) + ys * np.sin(angle)
+        t = (along - along.min()) / (along.max() - along.min())
+    elif kind == "radial":
+        cx, cy = rng.uniform(0, width), rng.uniform(0, height)
+        # CSS's default extent: the gradient reaches `end` at the farthest corner.
+        reach = max(np.hypot(cx - x, cy - y) for x in (0, width) for y in (0, height))
+        t = np.hypot(xs - cx, ys - cy) / reach
+    else:
+        coarse = rng.random((int(rng.integers(3, 9)), int(rng.integers(3, 9))))
+        t = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+    plate = start + (end - start) * t[..., None]
+    if kind == "texture":
+        plate = plate + rng.normal(0.0, 3.0, (height, width, 1))
+    return np.clip(np.round(plate), 0, 255)
+
+
+def _coverage(size: tuple[int, int], draw: object) -> np.ndarray:
+    """Draws a white figure with `draw(ImageDraw, scale)` at SUPERSAMPLE x and returns 0..1 coverage."""
+    w, h = size
+    big = Image.new("L", (w * SUPERSAMPLE, h * SUPERSAMPLE), 0)
+    draw(ImageDraw.Draw(big), SUPERSAMPLE)  # type: ignore[operator]
+    return cv2.resize(np.asarray(big, np.float64) / 255.0, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def _figure(rng: np.random.Generator, kind: str, w: int, h: int) -> np.ndarray:
+    """Anti-aliased coverage of one figure filling a w x h box."""
+    if kind == "rectangle":
+        return _coverage((w, h), lambda d, s: d.rectangle((0, 0, w * s - 1, h * s - 1), fill=255))
+    if kind == "rounded":
+        radius = rng.uniform(0.1, 0.5) * min(w, h)
+        return _coverage((w, h), lambda d, s: d.rounded_rectangle((0, 0, w * s - 1, h * s - 1), radius * s, fill=255))
+    if kind in ("circle", "ellipse"):
+        return _coverage((w, h), lambda d, s: d.ellipse((0, 0, w * s - 1, h * s - 1), fill=255))
+    sides = int(rng.integers(3, 9))
+    turn = rng.uniform(0, 2 * np.pi)
+    angles = turn + np.linspace(0, 2 * np.pi, sides, endpoint=False)
+    radii = rng.uniform(0.6, 1.0, sides) if rng.random() < 0.5 else np.ones(sides)
+    points = [
+        ((0.5 + 0.5 * r * np.cos(a)) * w, (0.5 + 0.5 * r * np.sin(a)) * h) for a, r in zip(angles, radii, strict=True)
+    ]
+    return _coverage((w, h), lambda d, s: d.polygon([(x * s, y * s) for x, y in points], fill=255))
+
+
+def _shape(rng: np.random.Generator, width: int, height: int) -> tuple[BBox, np.ndarray]:
+    kind = str(rng.choice(SHAPES))
+    w = int(rng.uniform(0.15, 0.6) * width)
+    h = w if kind == "circle" else int(rng.uniform(0.1, 0.5) * height)
+    x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+    opacity = 1.0 if rng.random() < 0.6 else rng.uniform(0.35, 0.85)
+    return _flat_layer(_figure(rng, kind, w, h) * opacity, _random_color(rng), x, y)
+
+
+def _flat_layer(alpha: np.ndarray, color: np.ndarray, x: int, y: int) -> tuple[BBox, np.ndarray]:
+    """A flat-coloured RGBA crop cut to the tight box of its alpha."""
+    alpha8 = np.round(alpha * 255).astype(np.uint8)
+    rows, cols = np.nonzero(alpha8)
+    top, left = rows.min(), cols.min()
+    alpha8 = alpha8[top : rows.max() + 1, left : cols.max() + 1]
+    rgb = np.broadcast_to(color.astype(np.uint8), (*alpha8.shape, 3))
+    return BBox(x + int(left), y + int(top), alpha8.shape[1], alpha8.shape[0]), np.dstack([rgb, alpha8])
+
+
+def _photo(rng: np.random.Generator, width: int, height: int) -> tuple[BBox, np.ndarray]:
+    """A smooth multi-colour texture, the stand-in for a photograph."""
+    w, h = int(rng.uniform(0.3, 0.6) * width), int(rng.uniform(0.2, 0.35) * height)
+    x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(int(0.3 * height), int(0.7 * height) - h + 1))
+    coarse = rng.uniform(0, 255, (int(rng.integers(3, 7)), int(rng.integers(3, 7)), 3))
+    smooth = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+    detail = cv2.GaussianBlur(rng.normal(0, 40, (h, w, 3)), (0, 0), 3)
+    rgb = np.clip(np.round(smooth + detail), 0, 255).astype(np.uint8)
+    radius = rng.choice([0.0, rng.uniform(0.02, 0.15) * min(w, h)])
+    corners = _coverage((w, h), lambda d, s: d.rounded_rectangle((0, 0, w * s - 1, h * s - 1), radius * s, fill=255))
+    return BBox(x, y, w, h), np.dstack([rgb, np.round(corners * 255).astype(np.uint8)])
+
+
+def _text_lines(rng: np.random.Generator) -> list[tuple[str, str, int]]:
+    """(words, font file, font size) for a title and 0-3 more lines."""
+    title = " ".join(rng.choice(TITLE_WORDS.split(), int(rng.integers(1, 3)), replace=False))
+    lines = [(title, str(rng.choice(FONTS[::2])), int(rng.integers(72, 121)))]
+    for _ in range(int(rng.integers(0, 4))):
+        words = " ".join(rng.choice(BODY_WORDS.split(), int(rng.integers(2, 5)), replace=False))
+        words = words.capitalize() if rng.random() < 0.6 else words.upper()
+        lines.append((words, str(rng.choice(FONTS)), int(rng.integers(28, 61))))
+    return lines
+
+
+def _text_bands(count: int, height: int) -> list[tuple[int, int]]:
+    """(top, height) of the band each line may use: title at the top, the rest at the bottom."""
+    bands = [(int(0.05 * height), int(0.2 * height))]
+    bottom_top, bottom_h = int(0.72 * height), int(0.25 * height)
+    step = bottom_h // max(count - 1, 1)
+    bands += [(bottom_top + i * step, step) for i in range(count - 1)]
+    return bands
+
+
+def _fit_font(name: str, size: int, words: str, max_w: int, max_h: int) -> ImageFont.FreeTypeFont:
+    """The font at `size`, shrunk until the line fits the width and band height."""
+    while True:
+        font = ImageFont.truetype(str(FONT_DIR / name), size)
+        left, top, right, bottom = font.getbbox(words)
+        if (right - left <= max_w and bottom - top <= max_h * 0.8) or size <= 12:
+            return font
+        size -= 2
+
+
+def _render_text(
+    font: ImageFont.FreeTypeFont, words: str, width: int, top: int, rng: np.random.Generator
+) -> tuple[BBox, np.ndarray]:
+    """Renders a line (PIL anti-aliases glyphs) and returns its tight box and alpha."""
+    left, glyph_top, right, bottom = font.getbbox(words)
+    w, h = right - left, bottom - glyph_top
+    x = int(rng.choice([(width - w) // 2, int(0.06 * width), width - w - int(0.06 * width)]))
+    mask = Image.new("L", (w, h), 0)
+    ImageDraw.Draw(mask).text((-left, -glyph_top), words, font=font, fill=255)
+    alpha = np.asarray(mask)
+    rows, cols = np.nonzero(alpha)
+    crop = np.ascontiguousarray(alpha[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
+    return BBox(x + int(cols.min()), top + int(rows.min()), crop.shape[1], crop.shape[0]), crop
+
+
+def _banner(rng: np.random.Generator, text_box: BBox, width: int, height: int) -> tuple[BBox, np.ndarray]:
+    pad = max(8, text_box.h // 3)
+    x0, y0 = max(0, text_box.x - 2 * pad), max(0, text_box.y - pad)
+    x1, y1 = min(width, text_box.x + text_box.w + 2 * pad), min(height, text_box.y + text_box.h + pad)
+    kind = str(rng.choice(["rectangle", "rounded"]))
+    return _flat_layer(_figure(rng, kind, x1 - x0, y1 - y0), _random_color(rng), x0, y0)
+
+
+def _contrasting_color(rng: np.random.Generator, under: np.ndarray) -> tuple[int, int, int]:
+    """A random text colour whose luminance stands out from almost all pixels beneath it."""
+    weights = np.array([0.299, 0.587, 0.114])
+    under_luma = under.reshape(-1, 3) @ weights
+    for _ in range(200):
+        color = rng.integers(0, 256, 3)
+        if np.mean(np.abs(under_luma - color @ weights) > 80) > 0.97:
+            return int(color[0]), int(color[1]), int(color[2])
+    # Nothing random contrasts enough (busy or mid-grey underlay): black or white, whichever does more.
+    return (0, 0, 0) if np.mean(under_luma) > 127 else (255, 255, 255)
+
+
+def main() -> None:
+    """Writes the README sample (seed 7) next to this module and prints its path."""
+    path = Path(__file__).with_name("poster.png")
+    Image.fromarray(make_poster(7).image).save(path)
+    print(path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""The composition root: builds each service's server from settings, in one place.
+
+Used by `poster-layers serve SERVICE` (one service per process, as a container runs it),
+by each service's `python -m` entry point, and by the in-process mesh of the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import numpy as np
+import redis.asyncio as aioredis
+
+from poster.v1 import (
+    decompose_pb2_grpc,
+    describe_pb2_grpc,
+    ingest_pb2_grpc,
+    matting_pb2_grpc,
+)
+from services.common.blobstore import BlobStore
+from services.common.channels import channel
+from services.common.config import Settings
+from services.common.jobqueue import JobQueue
+from services.common.jobstore import JobStore
+from services.common.options import JobOptions
+from services.common.server import GrpcServer, ServiceBinding
+from services.decompose.engines import EngineRegistry
+from services.decompose.servicer import DecomposeServicer
+from services.describe.registry import DescriberRegistry
+from services.describe.servicer import DescribeServicer
+from services.ingest.jobs import JobService
+from services.ingest.pipeline import StageStubs
+from services.ingest.runner import JobRunner
+from services.ingest.servicer import IngestServicer
+from services.ingest.validation import UploadLimits
+from services.matting.servicer import MattingServicer
+
+SERVICES = ("ingest", "decompose", "matting", "describe")
+
+
+@dataclass
+class BuiltService:
+    """A server not yet started, and what must happen before it reports SERVING."""
+
+    server: GrpcServer
+    warm_up: Callable[[], Awaitable[None]] | None = None
+
+
+def job_store(client: aioredis.Redis, settings: Settings) -> JobStore:
+    """The job store on `client`."""
+    return JobStore(client, ttl_seconds=settings.job_ttl_s)
+
+
+def job_queue(client: aioredis.Redis, settings: Settings) -> JobQueue:
+    """The job queue on `client`."""
+    return JobQueue(
+        client,
+        stream=settings.queue_stream,
+        group=settings.queue_group,
+        dead_letter_stream=settings.dead_letter_stream,
+        claim_idle_ms=settings.claim_idle_ms,
+        max_deliveries=settings.max_deliveries,
+    )
+
+
+def upload_limits(settings: Settings) -> UploadLimits:
+    """Upload limits from settings."""
+    return UploadLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_pixels=settings.max_pixels,
+        max_side=settings.max_side,
+        max_aspect_ratio=settings.max_aspect_ratio,
+    )
+
+
+def decompose_service(settings: Settings, port: int) -> BuiltService:
+    """DecomposeService; SERVING once the default engine (and its OCR model) is loaded."""
+    engines = EngineRegistry()
+    servicer = DecomposeServicer(engines, BlobStore(settings.blob_root), settings, settings.decompose_concurrency)
+    binding = ServiceBinding(
+        "poster.v1.DecomposeService",
+        lambda server: decompose_pb2_grpc.add_DecomposeServiceServicer_to_server(servicer, server),
+    )
+
+    async def warm_up() -> None:
+        engine = engines.get("classic")
+        blank = np.full((64, 64, 3), 255, np.uint8)
+        await asyncio.to_thread(lambda: list(engine.decompose(blank, JobOptions(), lambda *_: None, lambda: False)))
+
+    return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port), warm_up)
+
+
+def matting_service(settings: Settings, port: int) -> BuiltService:
+    """MattingService."""
+    servicer = MattingServicer(BlobStore(settings.blob_root), settings)
+    binding = ServiceBinding(
+        "poster.v1.MattingService",
+        lambda server: matting_pb2_grpc.add_MattingServiceServicer_to_server(servicer, server),
+    )
+    return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port))
+
+
+def describe_service(settings: Settings, port: int) -> BuiltService:
+    """DescribeService with the describers this build offers."""
+    servicer = DescribeServicer(DescriberRegistry(), settings)
+    binding = ServiceBinding(
+        "poster.v1.DescribeService",
+        lambda server: describe_pb2_grpc.add_DescribeServiceServicer_to_server(servicer, server),
+    )
+    return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port))
+
+
+def ingest_service(settings: Settings, port: int, redis_client: aioredis.Redis) -> BuiltService:
+    """IngestService on the given Redis client."""
+    jobs = JobService(
+        job_store(redis_client, settings),
+        job_queue(redis_client, settings),
+        BlobStore(settings.blob_root),
+        upload_limits(settings),
+    )
+    servicer = IngestServicer(jobs, settings)
+    binding = ServiceBinding(
+        "poster.v1.IngestService", lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
+    )
+
+    async def warm_up() -> None:
+        await redis_client.ping()
+        await job_queue(redis_client, settings).ensure_group()
+
+    return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port), warm_up)
+
+
+def build_service(name: str, settings: Settings, port: int, redis_client: aioredis.Redis | None = None) -> BuiltService:
+    """The named service (one of SERVICES)."""
+    if name == "ingest":
+        if redis_client is None:
+            raise ValueError("the ingest service needs a Redis client")
+        return ingest_service(settings, port, redis_client)
+    builders = {"decompose": decompose_service, "matting": matting_service, "describe": describe_service}
+    if name not in builders:
+        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
+    return builders[name](settings, port)
+
+
+def job_runner(
+    settings: Settings, redis_client: aioredis.Redis, targets: dict[str, str]
+) -> tuple[JobRunner, Callable[[], Awaitable[None]]]:
+    """A runner dialing the stage services at `targets`; the second item closes its channels."""
+    channels = {name: channel(targets[name], settings) for name in ("decompose", "matting", "describe")}
+    stubs = StageStubs(
+        decompose=decompose_pb2_grpc.DecomposeServiceStub(channels["decompose"]),
+        matting=matting_pb2_grpc.MattingServiceStub(channels["matting"]),
+        describe=describe_pb2_grpc.DescribeServiceStub(channels["describe"]),
+    )
+    runner = JobRunner(
+        job_store(redis_client, settings),
+        job_queue(redis_client, settings),
+        BlobStore(settings.blob_root),
+        stubs,
+        settings,
+    )
+
+    async def close() -> None:
+        for open_channel in channels.values():
+            await open_channel.close()
+
+    return runner, close

@@ -1,0 +1,45 @@
+"""The one place a gRPC client channel is built: limits, keepalive, retries, tracing."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+from opentelemetry.instrumentation.grpc import aio_client_interceptors
+
+from services.common.config import Settings
+
+# Retries only for idempotent unary calls; streams are retried at the job level.
+_RETRY_POLICY = {
+    "maxAttempts": 4,
+    "initialBackoff": "0.1s",
+    "maxBackoff": "2s",
+    "backoffMultiplier": 2,
+    "retryableStatusCodes": ["UNAVAILABLE"],
+}
+_IDEMPOTENT_METHODS = [
+    {"service": "poster.v1.IngestService", "method": "GetJob"},
+    {"service": "poster.v1.IngestService", "method": "CancelJob"},
+    {"service": "grpc.health.v1.Health", "method": "Check"},
+]
+SERVICE_CONFIG = json.dumps({"methodConfig": [{"name": _IDEMPOTENT_METHODS, "retryPolicy": _RETRY_POLICY}]})
+
+
+def channel(target: str, settings: Settings) -> grpc.aio.Channel:
+    """An insecure channel to `target` with explicit limits, retry config and OTel interceptors."""
+    options = [
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", settings.keepalive_time_ms),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", SERVICE_CONFIG),
+    ]
+    return grpc.aio.insecure_channel(target, options=options, interceptors=aio_client_interceptors())
+
+
+def remaining_deadline(context: grpc.aio.ServicerContext | None, fallback: float) -> float:
+    """Seconds an outbound call may take: the caller's remaining time, or `fallback` without one."""
+    if context is None:
+        return fallback
+    remaining = context.time_remaining()
+    return fallback if remaining is None else max(0.0, min(fallback, remaining))

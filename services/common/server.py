@@ -1,0 +1,109 @@
+"""The one place a gRPC server is built: health, reflection, interceptors, limits, drain."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from opentelemetry.instrumentation.grpc import aio_server_interceptor
+
+from services.common.config import Settings
+
+log = logging.getLogger(__name__)
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+
+@dataclass(frozen=True)
+class ServiceBinding:
+    """A servicer and how to add it to a server, under its full service name."""
+
+    name: str
+    add_to_server: Callable[[grpc.aio.Server], None]
+
+
+def server_options(settings: Settings) -> list[tuple[str, int]]:
+    """Message limits and keepalive, set explicitly rather than left to gRPC's defaults."""
+    return [
+        ("grpc.max_send_message_length", settings.max_message_bytes),
+        ("grpc.max_receive_message_length", settings.max_message_bytes),
+        ("grpc.keepalive_time_ms", settings.keepalive_time_ms),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+        ("grpc.so_reuseport", 0),
+    ]
+
+
+class GrpcServer:
+    """A grpc.aio server for some services, with health NOT_SERVING until `set_serving(True)`."""
+
+    def __init__(self, bindings: list[ServiceBinding], settings: Settings, host: str, port: int) -> None:
+        self._bindings = bindings
+        self._settings = settings
+        self._address = f"{host}:{port}"
+        self._server = grpc.aio.server(interceptors=[aio_server_interceptor()], options=server_options(settings))
+        self._health = health.aio.HealthServicer()
+        self.port = 0
+
+    @property
+    def target(self) -> str:
+        """host:port clients dial, valid after start()."""
+        return f"{self._address.rsplit(':', 1)[0]}:{self.port}"
+
+    async def start(self) -> int:
+        """Binds and starts; returns the bound port (useful with port 0)."""
+        for binding in self._bindings:
+            binding.add_to_server(self._server)
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+        names = [binding.name for binding in self._bindings]
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self._server)
+        self.port = self._server.add_insecure_port(self._address)
+        if self.port == 0:
+            raise OSError(f"cannot bind gRPC server to {self._address}")
+        for name in ["", *names]:
+            await self._health.set(name, NOT_SERVING)
+        await self._server.start()
+        log.info("gRPC %s listening on %s", ", ".join(names), self.target)
+        return self.port
+
+    async def set_serving(self, serving: bool) -> None:
+        """Flips every service's health (and the server's overall "" entry)."""
+        for name in ["", *(binding.name for binding in self._bindings)]:
+            await self._health.set(name, SERVING if serving else NOT_SERVING)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Drains: health goes NOT_SERVING first, then in-flight calls get `grace` seconds."""
+        await self._health.enter_graceful_shutdown()
+        await self._server.stop(self._settings.shutdown_grace_s if grace is None else grace)
+
+    async def wait_for_termination(self) -> None:
+        """Returns once the server has stopped."""
+        await self._server.wait_for_termination()
+
+
+async def serve(
+    server: GrpcServer,
+    warm_up: Callable[[], Awaitable[None]] | None = None,
+    on_stop: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Runs a server until SIGTERM/SIGINT: start, warm up (health NOT_SERVING meanwhile), serve, drain."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stopping.set)
+    await server.start()
+    if warm_up is not None:
+        await warm_up()
+    await server.set_serving(True)
+    await stopping.wait()
+    log.info("signal received: draining")
+    if on_stop is not None:
+        await on_stop()
+    await server.stop()

@@ -1,0 +1,207 @@
+"""The background plate: what the poster shows where nothing is drawn on top.
+
+The uncovered plate is found by flood-filling from the poster's edges through small colour
+steps. Designs mostly sit on a flat colour or a linear/radial gradient, so those models are
+fitted robustly to it on a small copy of the poster; when none explains it (texture, photo
+backdrops), the plate is that region as it is, with the rest inpainted (Telea).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+FIT_SIDE = 128
+"""Long side of the copy that models are fitted on; gradients need few pixels."""
+FLOOD_SIDE = 256
+"""Long side of the copy that the plate is flood-filled on."""
+FIT_TOLERANCE = 4.0
+"""A small-copy pixel within this many levels of a model is explained by it."""
+MIN_EXPLAINED = 0.9
+"""Share of the uncovered plate a model must explain to count as the plate."""
+SIMPLER_MARGIN = 0.02
+"""A simpler model wins unless a richer one explains this much more of the uncovered plate."""
+FLOOD_STEP = 6
+"""Largest colour step (levels) between neighbouring pixels inside a plate."""
+MIN_SEEDS = 32
+"""Fewer uncovered plate pixels than this (small copy) leave nothing to fit."""
+SEARCH_SAMPLES = 3000
+"""Seed pixels used to search a radial gradient's centre."""
+
+_SQUARE = np.ones((3, 3), np.uint8)
+
+Features = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Plate:
+    """The estimated background everywhere, and how far the poster strays from it by itself."""
+
+    model: str
+    """flat | linear | radial | texture"""
+    colors: np.ndarray
+    """(H, W, 3) float32 plate colours."""
+    noise: float
+    """Typical per-pixel deviation (levels) of true background pixels from `colors`."""
+
+    @property
+    def strong(self) -> float:
+        """Deviation (levels) above which a pixel is surely not background."""
+        return max(8.0, 2.5 * self.noise + 3.0)
+
+    @property
+    def weak(self) -> float:
+        """Deviation (levels) above which a pixel near the foreground is partly covered."""
+        return max(2.0, self.noise)
+
+
+def estimate_plate(image: np.ndarray) -> Plate:
+    """Fits the plate of an (H, W, 3) uint8 RGB poster (text, if any, already lifted off)."""
+    height, width = image.shape[:2]
+    region = _edge_region(image)
+    small = _shrink(image, FIT_SIDE).astype(np.float64)
+    s_h, s_w = small.shape[:2]
+    # Region pixels of the small copy, away from its rim where INTER_AREA mixes in the foreground.
+    seeds = cv2.erode(cv2.resize(region, (s_w, s_h), interpolation=cv2.INTER_NEAREST), _SQUARE).ravel() > 0
+    unit = float(max(height, width))
+    u, v = _centres(s_w, s_h, width / s_w / unit, height / s_h / unit)
+    colors = small.reshape(-1, 3)
+
+    fits: list[tuple[str, Features, float]] = []
+    if np.count_nonzero(seeds) >= MIN_SEEDS:
+        for name, features in (("flat", _flat), ("linear", _linear), ("radial", _radial_features(u, v, colors, seeds))):
+            coef, residual = _robust_fit(features(u, v), colors, seeds)
+            fits.append((name, _predictor(features, coef), float(np.mean(residual[seeds] < FIT_TOLERANCE))))
+    best = max((explained for _, _, explained in fits), default=0.0)
+    if best >= MIN_EXPLAINED:
+        name, predict, _ = next(fit for fit in fits if fit[2] >= best - SIMPLER_MARGIN)
+        full_u, full_v = _centres(width, height, 1.0 / unit, 1.0 / unit)
+        plate = predict(full_u, full_v).reshape(height, width, 3).astype(np.float32)
+    else:
+        name, plate = "texture", _texture_plate(image, region)
+    full_region = cv2.resize(region, (width, height), interpolation=cv2.INTER_NEAREST) > 0
+    return Plate(model=name, colors=plate, noise=_noise(image, plate, full_region))
+
+
+def _shrink(image: np.ndarray, side: int) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = min(1.0, side / max(height, width))
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _centres(width: int, height: int, x_step: float, y_step: float) -> tuple[np.ndarray, np.ndarray]:
+    """Flattened pixel-centre coordinates, in units of the poster's long side."""
+    ys, xs = np.mgrid[0:height, 0:width]
+    return ((xs + 0.5) * x_step).ravel(), ((ys + 0.5) * y_step).ravel()
+
+
+def _frame(height: int, width: int) -> np.ndarray:
+    """The poster's outermost pixels."""
+    mask = np.ones((height, width), bool)
+    mask[1:-1, 1:-1] = False
+    return mask
+
+
+def _flat(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.ones((u.size, 1))
+
+
+def _linear(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones(u.size), u, v])
+
+
+def _radial(cx: float, cy: float) -> Features:
+    return lambda u, v: np.column_stack([np.ones(u.size), np.hypot(u - cx, v - cy)])
+
+
+def _radial_features(u: np.ndarray, v: np.ndarray, colors: np.ndarray, seeds: np.ndarray) -> Features:
+    """A radial gradient's features (1, distance to centre); the centre is searched on the seed pixels."""
+    pick = np.nonzero(seeds)[0]
+    pick = pick[:: max(1, pick.size // SEARCH_SAMPLES)]
+    u, v, colors = u[pick], v[pick], colors[pick]
+    span = max(u.max() + u.min(), v.max() + v.min())
+    grid = [(i * span / 4, j * span / 4) for i in range(-4, 9) for j in range(-4, 9)]
+    centre = min(grid, key=lambda c: _loss(_radial(*c)(u, v), colors))
+    # Pattern search from the best grid point, halving the step down to about a hundredth of a pixel.
+    step = span / 8
+    best = _loss(_radial(*centre)(u, v), colors)
+    while step > 1e-5:
+        moves = [(centre[0] + dx, centre[1] + dy) for dx, dy in ((step, 0), (-step, 0), (0, step), (0, -step))]
+        losses = [_loss(_radial(*c)(u, v), colors) for c in moves]
+        if min(losses) < best:
+            best, centre = min(losses), moves[int(np.argmin(losses))]
+        else:
+            step /= 2
+    return _radial(*centre)
+
+
+def _loss(features: np.ndarray, colors: np.ndarray) -> float:
+    coef, *_ = np.linalg.lstsq(features, colors, rcond=None)
+    residual = np.abs(features @ coef - colors).max(axis=1)
+    # Capped so that stray foreground pixels do not steer the search.
+    return float(np.minimum(residual, 16.0).sum())
+
+
+def _robust_fit(features: np.ndarray, colors: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares refitted on shrinking inlier sets; returns coefficients and max-channel residuals."""
+    inliers = start
+    for limit in (48.0, 24.0, 12.0, 6.0, FIT_TOLERANCE):
+        coef, *_ = np.linalg.lstsq(features[inliers], colors[inliers], rcond=None)
+        residual = np.abs(features @ coef - colors).max(axis=1)
+        if np.count_nonzero(residual < limit) <= features.shape[1]:
+            break
+        inliers = residual < limit
+    return coef, residual
+
+
+def _predictor(features: Features, coef: np.ndarray) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    return lambda u, v: np.clip(features(u, v) @ coef, 0.0, 255.0)
+
+
+def _edge_region(image: np.ndarray) -> np.ndarray:
+    """uint8 mask (FLOOD_SIDE copy) of the largest region reached from the poster's edges by small steps.
+
+    Plates change gently from pixel to pixel while drawn things start at an edge, so this is the
+    part of the plate that nothing covers.
+    """
+    small = cv2.GaussianBlur(_shrink(image, FLOOD_SIDE), (3, 3), 0)
+    s_h, s_w = small.shape[:2]
+    labels = np.zeros((s_h + 2, s_w + 2), np.uint8)
+    step = (FLOOD_STEP,) * 3
+    region = 0
+    for y, x in zip(*np.nonzero(_frame(s_h, s_w)), strict=True):
+        if labels[y + 1, x + 1] == 0 and region < 255:
+            region += 1
+            flags = 8 | cv2.FLOODFILL_MASK_ONLY | (region << 8)
+            cv2.floodFill(small, labels, (int(x), int(y)), (0, 0, 0), step, step, flags)
+    labels = labels[1:-1, 1:-1]
+    counts = np.bincount(labels.ravel(), minlength=2)
+    counts[0] = 0
+    return (labels == np.argmax(counts)).astype(np.uint8)
+
+
+def _texture_plate(image: np.ndarray, region: np.ndarray) -> np.ndarray:
+    """The edge region as it is, the rest inpainted (Telea) from it, smoothed and scaled to the poster."""
+    height, width = image.shape[:2]
+    small = _shrink(image, FLOOD_SIDE)
+    holes = cv2.dilate(1 - region, _SQUARE)
+    filled = cv2.inpaint(small, holes, 5, cv2.INPAINT_TELEA)
+    smooth = cv2.GaussianBlur(filled, (5, 5), 0)
+    return cv2.resize(smooth, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float32)
+
+
+def _noise(image: np.ndarray, plate: np.ndarray, region: np.ndarray) -> float:
+    """75th percentile of the deviation from the plate over the edge region, on a pixel grid."""
+    deviation = np.abs(image[::3, ::3].astype(np.float32) - plate[::3, ::3]).max(axis=-1)
+    inside = deviation[region[::3, ::3]]
+    return float(np.percentile(inside, 75)) if inside.size else 0.0
+
+
+def fill_background(image: np.ndarray, plate: Plate, covered: np.ndarray) -> np.ndarray:
+    """The background layer's pixels: `image` where nothing covers it, the plate under `covered`."""
+    plate8 = np.clip(np.round(plate.colors), 0, 255).astype(np.uint8)
+    return np.where(covered[..., None], plate8, image)

@@ -1,0 +1,97 @@
+"""Foreground layer candidates before their final pixels are solved, and merging them to a count."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.common.layers import BBox, LayerKind
+
+KIND_CHANGE_PENALTY = 10_000
+"""Extra distance (px) for merging across kinds: a shape joins a shape before it joins a text line."""
+
+
+@dataclass
+class Candidate:
+    """A future foreground layer: which pixels it may cover and the alpha it would like there."""
+
+    kind: LayerKind
+    box: BBox
+    support: np.ndarray
+    """(box.h, box.w) bool: the pixels this layer may cover."""
+    alpha: np.ndarray
+    """(box.h, box.w) float soft alpha in 0..1; the exact solve may raise it."""
+    text: str = ""
+    font_size_px: float = 0.0
+    color: tuple[int, int, int] | None = None
+    confidence: float = 1.0
+
+    @property
+    def area(self) -> int:
+        """Number of pixels the candidate may cover."""
+        return int(np.count_nonzero(self.support))
+
+
+def as_rgb(color: np.ndarray) -> tuple[int, int, int]:
+    """A float colour as the rounded RGB tuple layers carry."""
+    red, green, blue = np.clip(np.round(color), 0, 255).astype(int).tolist()
+    return red, green, blue
+
+
+def reduce_to(candidates: list[Candidate], count: int) -> list[Candidate]:
+    """Merges candidates (kept bottom to top) until at most `count` remain.
+
+    The smallest one joins its nearest neighbour, preferring one of the same kind; the union takes
+    the upper of the two stack positions.
+    """
+    stack = list(candidates)
+    if count <= 0:
+        return []
+    while len(stack) > count:
+        small = min(range(len(stack)), key=lambda i: stack[i].area)
+        other = min(
+            (i for i in range(len(stack)) if i != small),
+            key=lambda i: (
+                _gap(stack[small].box, stack[i].box)
+                + (KIND_CHANGE_PENALTY if stack[i].kind != stack[small].kind else 0)
+            ),
+        )
+        low, high = sorted((small, other))
+        stack[high] = _merge(stack[low], stack[high])
+        del stack[low]
+    return stack
+
+
+def _gap(a: BBox, b: BBox) -> float:
+    """Distance between two boxes; 0 when they touch or overlap."""
+    dx = max(0, max(a.x, b.x) - min(a.x + a.w, b.x + b.w))
+    dy = max(0, max(a.y, b.y) - min(a.y + a.h, b.y + b.h))
+    return float(np.hypot(dx, dy))
+
+
+def _merge(lower: Candidate, upper: Candidate) -> Candidate:
+    """One candidate covering both; kind, colour and size come from the larger, texts read top to bottom."""
+    x0, y0 = min(lower.box.x, upper.box.x), min(lower.box.y, upper.box.y)
+    x1 = max(lower.box.x + lower.box.w, upper.box.x + upper.box.w)
+    y1 = max(lower.box.y + lower.box.h, upper.box.y + upper.box.h)
+    box = BBox(x0, y0, x1 - x0, y1 - y0)
+    support = np.zeros((box.h, box.w), bool)
+    alpha = np.zeros((box.h, box.w), np.float64)
+    for part in (lower, upper):
+        rows = slice(part.box.y - y0, part.box.y - y0 + part.box.h)
+        cols = slice(part.box.x - x0, part.box.x - x0 + part.box.w)
+        support[rows, cols] |= part.support
+        alpha[rows, cols] = np.maximum(alpha[rows, cols], np.where(part.support, part.alpha, 0.0))
+    major = max((lower, upper), key=lambda part: part.area)
+    texts = [part.text for part in sorted((lower, upper), key=lambda part: part.box.y) if part.text]
+    return Candidate(
+        kind=major.kind,
+        box=box,
+        support=support,
+        alpha=alpha,
+        text="\n".join(texts) if major.kind == LayerKind.TEXT else "",
+        font_size_px=major.font_size_px,
+        color=major.color,
+        confidence=min(lower.confidence, upper.confidence),
+    )

@@ -1,0 +1,244 @@
+"""The job runner: takes jobs off the Redis stream, runs the pipeline, writes results, acks.
+
+At-least-once delivery made exactly-once in effect: outputs go under the job's own prefix
+and the final status is set by compare-and-set, so a job finished by two runners (one of
+them presumed dead) still has one result. The entry is acked only after the result is
+written; a runner that dies leaves it pending, and another claims it after the claim
+timeout. A job past `max_deliveries` goes to the dead-letter stream with its last error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import grpc
+from google.protobuf import json_format
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from poster.v1 import job_pb2
+from services.common.blobstore import BlobStore
+from services.common.config import Settings
+from services.common.convert import options_from_proto
+from services.common.errors import Cancelled, PosterError
+from services.common.images import decode_rgb
+from services.common.jobqueue import Delivery, JobQueue
+from services.common.jobstore import JobRecord, JobStore
+from services.common.redis_client import REDIS_DOWN
+from services.common.tracing import context_from_traceparent
+from services.ingest.artifacts import JobOutput, write_artifacts
+from services.ingest.pipeline import StageStubs, run_pipeline
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("poster.runner")
+
+# Worth another attempt: the service was down, slow or broke mid-stream.
+_TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.CANCELLED,
+}
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+    code: str
+    transient: bool
+
+
+def _classify(error: BaseException) -> _Failure:
+    if isinstance(error, grpc.aio.AioRpcError):
+        code = error.code()
+        return _Failure(f"{code.name.lower()}: {error.details()}", code.name, code in _TRANSIENT)
+    if isinstance(error, TimeoutError):
+        return _Failure("the job ran past its time limit", "DEADLINE_EXCEEDED", False)
+    if isinstance(error, PosterError):
+        return _Failure(str(error), type(error).__name__, False)
+    return _Failure(f"{type(error).__name__}: {error}", "INTERNAL", True)
+
+
+class JobRunner:
+    """Runs jobs from the queue, `settings.runner_concurrency` at a time."""
+
+    def __init__(
+        self, store: JobStore, queue: JobQueue, blobs: BlobStore, stubs: StageStubs, settings: Settings
+    ) -> None:
+        self._store = store
+        self._queue = queue
+        self._blobs = blobs
+        self._stubs = stubs
+        self._settings = settings
+        self.consumer = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Takes and runs jobs until `stop` is set; a job in progress then finishes first."""
+        await self._queue.ensure_group()
+        async with asyncio.TaskGroup() as group:
+            for _ in range(self._settings.runner_concurrency):
+                group.create_task(self._loop(stop))
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                delivery = await self._queue.take(self.consumer, block_ms=500)
+            except REDIS_DOWN as error:
+                # Redis restarting: wait and reconnect instead of dying.
+                log.warning("queue unavailable (%s); retrying", error)
+                await asyncio.sleep(0.5)
+                continue
+            if delivery is not None:
+                await self.process(delivery)
+
+    async def process(self, delivery: Delivery) -> None:
+        """Runs one delivered job to a final status, or leaves it pending for a retry."""
+        record = await self._store.get(delivery.job_id)
+        if record is None or record.terminal:
+            # Gone, cancelled while queued, or finished by a runner that died before its ack.
+            await self._queue.ack(delivery.entry_id)
+            return
+        if delivery.deliveries > self._settings.max_deliveries:
+            last = record.error or "the worker running it was lost"
+            await self._dead_letter(record, delivery, f"gave up after {delivery.deliveries - 1} attempts: {last}")
+            return
+        parent = context_from_traceparent(record.traceparent or delivery.fields.get("traceparent", ""))
+        with tracer.start_as_current_span(
+            "poster.jobs process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "redis",
+                "messaging.destination.name": self._settings.queue_stream,
+                "messaging.message.id": delivery.entry_id,
+                "poster.job_id": record.id,
+                "poster.delivery_count": delivery.deliveries,
+            },
+        ) as span:
+            await self._attempt(record, delivery, span)
+
+    async def _attempt(self, record: JobRecord, delivery: Delivery, span: trace.Span) -> None:
+        running = await self._store.update(
+            record.id, status="running", stage="decompose", attempts=delivery.deliveries, message="started"
+        )
+        if running is None:
+            await self._queue.ack(delivery.entry_id)
+            return
+        work = asyncio.create_task(self._run_job(running))
+        watchdog = asyncio.create_task(self._heartbeat(record.id, delivery, work))
+        try:
+            result = await work
+        except BaseException as error:  # classified below; nothing escapes the runner loop
+            if isinstance(error, asyncio.CancelledError) and not work.cancelled():
+                raise
+            await self._fail(record, delivery, error, span)
+            return
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+        if await self._store.finish(record.id, "succeeded", result=result):
+            log.info("job %s succeeded", record.id)
+        await self._queue.ack(delivery.entry_id)
+
+    async def _fail(self, record: JobRecord, delivery: Delivery, error: BaseException, span: trace.Span) -> None:
+        current = await self._store.get(record.id)
+        if isinstance(error, asyncio.CancelledError | Cancelled) or (current and current.cancel_requested):
+            await self._store.finish(record.id, "cancelled", error="cancelled by request", error_code="CANCELLED")
+            await self._queue.ack(delivery.entry_id)
+            return
+        failure = _classify(error)
+        span.set_status(Status(StatusCode.ERROR, failure.message))
+        if failure.transient and delivery.deliveries < self._settings.max_deliveries:
+            log.warning("job %s attempt %d failed (%s); it will be retried", record.id, delivery.deliveries, error)
+            # Not acked: after the claim timeout a runner (maybe this one) takes it again.
+            await self._store.update(
+                record.id, status="queued", stage="queued", error=failure.message, message="retrying"
+            )
+            return
+        if failure.transient:
+            reason = f"gave up after {delivery.deliveries} attempts: {failure.message}"
+            await self._dead_letter(record, delivery, reason)
+            return
+        log.warning("job %s failed: %s", record.id, failure.message)
+        await self._store.finish(record.id, "failed", error=failure.message, error_code=failure.code)
+        await self._queue.ack(delivery.entry_id)
+
+    async def _dead_letter(self, record: JobRecord, delivery: Delivery, reason: str) -> None:
+        log.error("job %s dead-lettered: %s", record.id, reason)
+        await self._queue.dead_letter(delivery, reason)
+        await self._store.finish(record.id, "failed", error=reason, error_code="DEAD_LETTER")
+
+    async def _heartbeat(self, job_id: str, delivery: Delivery, work: asyncio.Task[dict]) -> None:
+        """Keeps the entry claimed while the job runs, and stops the work on cancel or lost ownership."""
+        interval = self._settings.heartbeat_ms / 1000
+        while not work.done():
+            await asyncio.sleep(interval)
+            try:
+                held = await self._queue.heartbeat(self.consumer, [delivery.entry_id])
+                record = await self._store.get(job_id)
+            except REDIS_DOWN as error:
+                log.warning("heartbeat for %s failed (%s)", job_id, error)
+                continue
+            if not held or record is None or record.cancel_requested or record.terminal:
+                work.cancel()
+                return
+
+    async def _run_job(self, record: JobRecord) -> dict:
+        settings = self._settings
+        options_proto = json_format.ParseDict(record.options, job_pb2.JobOptions())
+        options = options_from_proto(options_proto, settings)
+        last = {"stage": "", "progress": -1, "time": 0.0}
+        # The three stage tasks report concurrently; one at a time keeps stored progress monotonic.
+        reporting = asyncio.Lock()
+
+        async def report(stage: str, fraction: float) -> None:
+            async with reporting:
+                progress = max(int(last["progress"]), min(95, int(5 + 90 * fraction)))
+                now = time.monotonic()
+                if stage == last["stage"] and (progress == last["progress"] or now - last["time"] < 0.2):
+                    return
+                last.update(stage=stage, progress=progress, time=now)
+                if await self._store.update(record.id, stage=stage, progress=progress) is None:
+                    raise Cancelled(f"job {record.id} ended while it ran")
+
+        started = time.perf_counter()
+        result = await run_pipeline(
+            self._stubs,
+            started=started,
+            job_id=record.id,
+            source_uri=record.source_uri,
+            options=options_proto,
+            matting_enabled=options.matting.method != "off",
+            max_layer_bytes=settings.max_layer_bytes,
+            chunk_bytes=settings.chunk_bytes,
+            timeout_s=settings.job_timeout_s,
+            report=report,
+            parent_layer_id=record.parent_layer_id,
+        )
+        await self._store.update(record.id, stage="export", progress=96, message="writing layers")
+        source_rgb = decode_rgb(await asyncio.to_thread(self._blobs.get, record.source_uri))
+        output = JobOutput(
+            job_id=record.id,
+            width=result.width,
+            height=result.height,
+            source_file=record.source_filename,
+            source_sha256=record.source_sha256,
+            engine=result.engine,
+            engine_version=result.engine_version,
+            trace_id=record.trace_id,
+            layers=result.layers,
+            timings_ms=result.timings_ms,
+            describers=result.describers,
+            describe_errors=result.describe_errors,
+            layer_errors=result.layer_errors,
+        )
+        return await asyncio.to_thread(write_artifacts, self._blobs, output, source_rgb, started)

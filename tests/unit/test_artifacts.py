@@ -1,0 +1,127 @@
+"""Job files: layer PNGs, manifest.json and its JSON Schema."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import jsonschema
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.common.blobstore import BlobStore
+from services.common.layers import BBox, Layer, LayerKind, composite
+from services.ingest.artifacts import MANIFEST_SCHEMA, JobOutput, layer_filename, quality_score, write_artifacts
+
+
+def poster_layers() -> tuple[np.ndarray, list[Layer]]:
+    background = np.zeros((60, 80, 4), np.uint8)
+    background[..., :3] = (30, 60, 200)
+    background[..., 3] = 255
+    square = np.zeros((20, 20, 4), np.uint8)
+    square[...] = (250, 250, 0, 255)
+    square[0, :, 3] = 128
+    layers = [
+        Layer(0, LayerKind.BACKGROUND, BBox(0, 0, 80, 60), background, name="blue background"),
+        Layer(
+            1,
+            LayerKind.TEXT,
+            BBox(10, 15, 20, 20),
+            square,
+            name="Title / SALE!",
+            text="SALE",
+            font_size_px=18,
+            color=(250, 250, 0),
+        ),
+    ]
+    image = np.clip(np.rint(composite(layers, 80, 60)), 0, 255).astype(np.uint8)
+    return image, layers
+
+
+def output_for(layers: list[Layer]) -> JobOutput:
+    return JobOutput(
+        job_id="job1",
+        width=80,
+        height=60,
+        source_file="poster.png",
+        source_sha256="a" * 64,
+        engine="classic",
+        engine_version="0.1.0",
+        trace_id="0" * 31 + "1",
+        layers=layers,
+        timings_ms={"decompose": 12.5},
+    )
+
+
+def test_manifest_is_valid_and_files_are_full_canvas(tmp_path) -> None:
+    image, layers = poster_layers()
+    blobs = BlobStore(f"file://{tmp_path}")
+    result = write_artifacts(blobs, output_for(layers), image, time.perf_counter())
+    manifest = json.loads(blobs.get(result["manifest_uri"]))
+    jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    assert [layer["kind"] for layer in manifest["layers"]] == ["background", "text"]
+    text = manifest["layers"][1]
+    assert text["color"] == "#fafa00" and text["text"] == "SALE" and text["bbox"] == [10, 15, 20, 20]
+    assert text["file"] == "layers/01-title-sale.png"
+    assert manifest["quality_score"] == 100.0 and manifest["recomposition_psnr_db"] is None
+    assert "export" in manifest["timings_ms"]
+    with Image.open(io.BytesIO(blobs.get(result["layers"][1]["uri"]))) as png:
+        assert png.size == (80, 60) and png.mode == "RGBA"
+        pixels = np.asarray(png)
+    assert pixels[15, 10, 3] == 128 and pixels[0, 0, 3] == 0
+
+
+def test_schema_rejects_a_text_layer_without_its_text() -> None:
+    manifest = json.loads(
+        json.dumps(
+            {
+                "version": 1,
+                "width": 1,
+                "height": 1,
+                "source": {"file": "a", "sha256": "b" * 64},
+                "engine": "classic",
+                "trace_id": "",
+                "quality_score": 50,
+                "timings_ms": {},
+                "exports": {},
+                "layers": [
+                    {
+                        "index": 0,
+                        "id": "L00",
+                        "name": "t",
+                        "kind": "text",
+                        "file": "layers/00-t.png",
+                        "bbox": [0, 0, 1, 1],
+                        "parent": None,
+                        "description": "",
+                    }
+                ],
+            }
+        )
+    )
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(manifest, MANIFEST_SCHEMA)
+
+
+def test_retry_overwrites_instead_of_leaving_orphans(tmp_path) -> None:
+    image, layers = poster_layers()
+    blobs = BlobStore(f"file://{tmp_path}")
+    renamed = [layers[0], Layer(1, LayerKind.TEXT, layers[1].bbox, layers[1].rgba, name="other name", text="SALE")]
+    write_artifacts(blobs, output_for(layers), image, time.perf_counter())
+    write_artifacts(blobs, output_for(renamed), image, time.perf_counter())
+    assert sorted(p.name for p in (tmp_path / "jobs/job1/layers").iterdir()) == [
+        "00-blue-background.png",
+        "01-other-name.png",
+    ]
+
+
+@pytest.mark.parametrize(("db", "score"), [(float("inf"), 100.0), (50.0, 100.0), (32.5, 50.0), (10.0, 0.0)])
+def test_quality_score_scale(db: float, score: float) -> None:
+    assert quality_score(db) == score
+
+
+def test_layer_filename_is_safe() -> None:
+    layer = Layer(4, LayerKind.SHAPE, BBox(0, 0, 1, 1), np.zeros((1, 1, 4), np.uint8), name="../../etc/passwd")
+    assert layer_filename(layer) == "layers/04-etc-passwd.png"
