@@ -22,7 +22,7 @@ def find_redis_server() -> str | None:
     return shutil.which("redis-server")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A loopback port nobody listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -91,7 +91,7 @@ class RedisServerProcess:
         attempts = 1 if self._port is not None else 5
         last_error = ""
         for _ in range(attempts):
-            port = self._port if self._port is not None else _free_port()
+            port = self._port if self._port is not None else free_port()
             error = self._spawn(executable, port)
             if not error:
                 self._port = port

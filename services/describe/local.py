@@ -63,6 +63,8 @@ def describe_layer(layer: Layer, canvas_width: int, canvas_height: int) -> Descr
         sentence = f"{role_size or size} {see_through}{colour} text{reading} {where}"
     elif layer.kind == LayerKind.IMAGE:
         name = "photo" if _looks_like_photo(layer) else "image"
+        if not look.colours:
+            name = f"transparent {name}"
         sentence = f"{size} {see_through}{name} {where}"
         if look.colours:
             sentence += f", mostly {_colour_list(look.colours)}"

@@ -47,6 +47,7 @@ _TRANSIENT = {
     grpc.StatusCode.INTERNAL,
     grpc.StatusCode.CANCELLED,
 }
+_STAGE_ORDER = ("decompose", "matting", "describe", "export")
 
 
 @dataclass(frozen=True)
@@ -203,6 +204,8 @@ class JobRunner:
         async def report(stage: str, fraction: float) -> None:
             async with reporting:
                 progress = max(int(last["progress"]), min(95, int(5 + 90 * fraction)))
+                # Stages overlap; report the furthest one reached so the stage never goes back.
+                stage = max(stage, str(last["stage"]) or stage, key=_STAGE_ORDER.index)
                 now = time.monotonic()
                 if stage == last["stage"] and (progress == last["progress"] or now - last["time"] < 0.2):
                     return

@@ -159,6 +159,22 @@ def test_semi_transparent_panel_keeps_its_own_colour(poster: Poster, refined: li
     assert abs(np.median(alpha[inside]) * 255 - round(PANEL_ALPHA * 255)) <= 1
 
 
+def test_cut_out_edges_carry_the_layer_colour(poster: Poster) -> None:
+    # A cut-out engine copies the poster's pixels, so its edge pixels mix in the background.
+    rough = poster.layers[1]
+    rgba = rough.rgba.copy()
+    rgba[..., :3] = np.where(rgba[..., 3:] > 0, poster.image[rough.bbox.slices()], 0)
+    refiner = LayerRefiner(poster.image, MattingOptions())
+    refiner.refine(poster.layers[0])
+    refined = refiner.refine(Layer(index=1, kind=LayerKind.SHAPE, bbox=rough.bbox, rgba=rgba))
+    alpha = refined.rgba[..., 3]
+    clear_of_panel = poster.true_alpha["panel"][refined.bbox.slices()] == 0
+    edge = (alpha > 25) & (alpha < 230) & clear_of_panel
+    error = np.abs(refined.rgba[..., :3][edge].astype(int) - DISC_COLOUR).max(axis=1)
+    assert edge.sum() > 100
+    assert error.mean() <= 8 and error.max() <= 32
+
+
 def test_layers_come_back_in_order_with_metadata(poster: Poster, refined: list[Layer]) -> None:
     assert [layer.index for layer in refined] == [layer.index for layer in poster.layers]
     for before, after in zip(poster.layers, refined, strict=True):
@@ -208,7 +224,7 @@ def test_speck_next_to_a_shape_is_removed(poster: Poster) -> None:
     rough = poster.layers[1]
     rgba = np.zeros((rough.bbox.h + 12, rough.bbox.w + 12, 4), np.uint8)
     rgba[:-12, :-12] = rough.rgba
-    rgba[-3:-1, -3:-1] = (*DISC_COLOUR, 255)  # 2x2 stray pixels on the flat background
+    rgba[-3:-1, -3:-1] = (*DISC_COLOUR, 255)  # 2x2 stray pixels out on the background
     box = BBox(rough.bbox.x, rough.bbox.y, rough.bbox.w + 12, rough.bbox.h + 12)
     refiner = LayerRefiner(poster.image, MattingOptions())
     refiner.refine(poster.layers[0])

@@ -1,0 +1,109 @@
+"""The CLI as a user runs it: a subprocess, with each of the three job-state backends."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+import jsonschema
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from services.common.redis_server import free_port
+from services.ingest.artifacts import MANIFEST_SCHEMA
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "samples" / "poster.png"
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def base_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if not key.startswith(("POSTER_", "REDIS_URL"))}
+
+
+def check_output(outdir: Path) -> dict:
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    for layer in manifest["layers"]:
+        assert (outdir / layer["file"]).is_file()
+    assert manifest["recomposition_psnr_db"] is None or manifest["recomposition_psnr_db"] >= 45
+    return manifest
+
+
+def test_with_redis_url(tmp_path: Path, redis_url: str) -> None:
+    result = run_cli("decompose", str(SAMPLE), "-o", str(tmp_path / "out"), env=base_env() | {"REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stderr
+    assert f"Redis at {redis_url}" in result.stderr
+    assert any(layer["kind"] == "text" for layer in check_output(tmp_path / "out")["layers"])
+
+
+def test_with_a_private_redis_server(tmp_path: Path) -> None:
+    result = run_cli("decompose", str(SAMPLE), "-o", str(tmp_path / "out"), "--layers", "auto", env=base_env())
+    assert result.returncode == 0, result.stderr
+    assert "private redis-server" in result.stderr
+    check_output(tmp_path / "out")
+
+
+def test_with_the_embedded_store_several_inputs_and_one_bad_file(tmp_path: Path) -> None:
+    path = os.pathsep.join(
+        entry for entry in os.environ["PATH"].split(os.pathsep) if not (Path(entry) / "redis-server").exists()
+    )
+    shutil.copy(SAMPLE, tmp_path / "first.png")
+    shutil.copy(SAMPLE, tmp_path / "second.png")
+    (tmp_path / "notes.png").write_text("this is not an image")
+    inputs = [str(tmp_path / name) for name in ("first.png", "second.png", "notes.png")]
+    result = run_cli("decompose", *inputs, "-o", str(tmp_path / "out"), env=base_env() | {"PATH": path})
+    assert result.returncode == 1
+    assert "fakeredis" in result.stderr
+    assert "notes.png: rejected" in result.stderr and "PNG, JPEG or WebP" in result.stderr
+    check_output(tmp_path / "out" / "first")
+    check_output(tmp_path / "out" / "second")
+    assert not (tmp_path / "out" / "notes").exists()
+
+
+def test_usage_errors(tmp_path: Path) -> None:
+    missing = run_cli("decompose", str(tmp_path / "nope.png"), "-o", str(tmp_path), env=base_env())
+    assert missing.returncode == 2 and "no such file" in missing.stderr
+    bad_layers = run_cli("decompose", str(SAMPLE), "-o", str(tmp_path), "--layers", "0", env=base_env())
+    assert bad_layers.returncode == 2 and "--layers must be at least 1" in bad_layers.stderr
+
+
+@pytest.mark.parametrize("service", ["describe", "decompose"])
+def test_serve_one_service_reports_serving_and_drains_on_sigterm(service: str) -> None:
+    port = free_port()
+    env = base_env() | {f"POSTER_{service.upper()}_PORT": str(port)}
+    process = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=REPO, env=env)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as open_channel:
+            check = health_pb2_grpc.HealthStub(open_channel).Check
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    status = check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+                    if status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.RpcError:
+                    pass
+                assert time.monotonic() < deadline, "never became SERVING"
+                time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
