@@ -102,7 +102,7 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             raise InvalidInput("the first SubmitJob message must carry the metadata (filename, options)")
         meta = first.metadata
         limits = self._jobs.limits
-        check_declared(meta.filename, meta.size_bytes, limits)
+        check_declared(meta.filename, meta.size_bytes or None, limits)  # 0: not declared
         options_from_proto(meta.options, self._settings)  # rejects bad options before any bytes are stored
         data = bytearray()
         async for message in request_iterator:

@@ -74,13 +74,15 @@ class ValidatedImage:
     sha256: str  # hex SHA-256 of the original upload bytes
 
 
-def check_declared(filename: str, size_bytes: int, limits: UploadLimits = DEFAULT_LIMITS) -> None:
+def check_declared(filename: str, size_bytes: int | None, limits: UploadLimits = DEFAULT_LIMITS) -> None:
     """Check what is known before the bytes arrive: the file name's extension and the declared size.
 
+    size_bytes None means the client did not declare one (the bytes are counted as they arrive).
     Raises InvalidInput if either is unacceptable.
     """
     _format_from_filename(filename)
-    _check_byte_size(size_bytes, limits)
+    if size_bytes is not None:
+        _check_byte_size(size_bytes, limits)
 
 
 def validate_upload(data: bytes, filename: str, limits: UploadLimits = DEFAULT_LIMITS) -> ValidatedImage:

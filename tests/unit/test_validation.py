@@ -475,3 +475,9 @@ def test_fuzz_arbitrary_bytes(magic: bytes, rest: bytes) -> None:
 @given(mutated_uploads())
 def test_fuzz_mutated_valid_images(data: bytes) -> None:
     validate_or_reject(data)
+
+
+def test_an_undeclared_size_is_checked_later_not_rejected() -> None:
+    check_declared("poster.png", None)
+    with pytest.raises(InvalidInput, match="empty"):
+        check_declared("poster.png", 0)
