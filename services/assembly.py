@@ -13,19 +13,14 @@ from dataclasses import dataclass
 import numpy as np
 import redis.asyncio as aioredis
 
-from poster.v1 import (
-    decompose_pb2_grpc,
-    describe_pb2_grpc,
-    ingest_pb2_grpc,
-    matting_pb2_grpc,
-)
+from poster.v1 import decompose_pb2, describe_pb2, ingest_pb2, matting_pb2
 from services.common.blobstore import BlobStore
-from services.common.channels import channel
+from services.common.channels import Stub, channel
 from services.common.config import Settings
 from services.common.jobqueue import JobQueue
 from services.common.jobstore import JobStore
 from services.common.options import JobOptions
-from services.common.server import GrpcServer, ServiceBinding
+from services.common.server import GrpcServer, bind
 from services.decompose.engines import EngineRegistry
 from services.decompose.servicer import DecomposeServicer
 from services.describe.registry import DescriberRegistry
@@ -72,6 +67,7 @@ def upload_limits(settings: Settings) -> UploadLimits:
         max_pixels=settings.max_pixels,
         max_side=settings.max_side,
         max_aspect_ratio=settings.max_aspect_ratio,
+        png_compress_level=settings.source_png_compress_level,
     )
 
 
@@ -79,10 +75,7 @@ def decompose_service(settings: Settings, port: int) -> BuiltService:
     """DecomposeService; SERVING once the default engine (and its OCR model) is loaded."""
     engines = EngineRegistry()
     servicer = DecomposeServicer(engines, BlobStore(settings.blob_root), settings, settings.decompose_concurrency)
-    binding = ServiceBinding(
-        "poster.v1.DecomposeService",
-        lambda server: decompose_pb2_grpc.add_DecomposeServiceServicer_to_server(servicer, server),
-    )
+    binding = bind(decompose_pb2.DESCRIPTOR.services_by_name["DecomposeService"], servicer)
 
     async def warm_up() -> None:
         engine = engines.get("classic")
@@ -95,20 +88,14 @@ def decompose_service(settings: Settings, port: int) -> BuiltService:
 def matting_service(settings: Settings, port: int) -> BuiltService:
     """MattingService."""
     servicer = MattingServicer(BlobStore(settings.blob_root), settings)
-    binding = ServiceBinding(
-        "poster.v1.MattingService",
-        lambda server: matting_pb2_grpc.add_MattingServiceServicer_to_server(servicer, server),
-    )
+    binding = bind(matting_pb2.DESCRIPTOR.services_by_name["MattingService"], servicer)
     return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port))
 
 
 def describe_service(settings: Settings, port: int) -> BuiltService:
     """DescribeService with the describers this build offers."""
     servicer = DescribeServicer(DescriberRegistry(), settings)
-    binding = ServiceBinding(
-        "poster.v1.DescribeService",
-        lambda server: describe_pb2_grpc.add_DescribeServiceServicer_to_server(servicer, server),
-    )
+    binding = bind(describe_pb2.DESCRIPTOR.services_by_name["DescribeService"], servicer)
     return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port))
 
 
@@ -121,9 +108,7 @@ def ingest_service(settings: Settings, port: int, redis_client: aioredis.Redis) 
         upload_limits(settings),
     )
     servicer = IngestServicer(jobs, settings)
-    binding = ServiceBinding(
-        "poster.v1.IngestService", lambda server: ingest_pb2_grpc.add_IngestServiceServicer_to_server(servicer, server)
-    )
+    binding = bind(ingest_pb2.DESCRIPTOR.services_by_name["IngestService"], servicer)
 
     async def warm_up() -> None:
         await redis_client.ping()
@@ -150,9 +135,9 @@ def job_runner(
     """A runner dialing the stage services at `targets`; the second item closes its channels."""
     channels = {name: channel(targets[name], settings) for name in ("decompose", "matting", "describe")}
     stubs = StageStubs(
-        decompose=decompose_pb2_grpc.DecomposeServiceStub(channels["decompose"]),
-        matting=matting_pb2_grpc.MattingServiceStub(channels["matting"]),
-        describe=describe_pb2_grpc.DescribeServiceStub(channels["describe"]),
+        decompose=Stub(channels["decompose"], decompose_pb2.DESCRIPTOR.services_by_name["DecomposeService"]),
+        matting=Stub(channels["matting"], matting_pb2.DESCRIPTOR.services_by_name["MattingService"]),
+        describe=Stub(channels["describe"], describe_pb2.DESCRIPTOR.services_by_name["DescribeService"]),
     )
     runner = JobRunner(
         job_store(redis_client, settings),

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message_factory import GetMessageClass
 from opentelemetry.instrumentation.grpc import aio_client_interceptors
 
 from services.common.config import Settings
+from services.common.wire import frame_deserializer, serialize_frame
 
 # Retries only for idempotent unary calls; streams are retried at the job level.
 _RETRY_POLICY = {
@@ -43,3 +46,29 @@ def remaining_deadline(context: grpc.aio.ServicerContext | None, fallback: float
         return fallback
     remaining = context.time_remaining()
     return fallback if remaining is None else max(0.0, min(fallback, remaining))
+
+
+class Stub:
+    """A client of `service` on `open_channel` with the zero-copy tensor chunk codec.
+
+    Has one attribute per RPC, like a generated stub; requests may be messages or frames
+    pre-encoded by services.common.tensors.layer_wire_frames.
+    """
+
+    def __init__(self, open_channel: grpc.aio.Channel, service: ServiceDescriptor) -> None:
+        for method in service.methods:
+            kind = {
+                (False, False): open_channel.unary_unary,
+                (False, True): open_channel.unary_stream,
+                (True, False): open_channel.stream_unary,
+                (True, True): open_channel.stream_stream,
+            }[(method.client_streaming, method.server_streaming)]
+            setattr(
+                self,
+                method.name,
+                kind(
+                    f"/{service.full_name}/{method.name}",
+                    request_serializer=serialize_frame,
+                    response_deserializer=frame_deserializer(GetMessageClass(method.output_type)),
+                ),
+            )

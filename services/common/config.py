@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     max_pixels: int = 40_000_000
     max_side: int = 12_000
     max_aspect_ratio: float = 20.0
+    source_png_compress_level: int = 0
     max_layers: int = 64
 
     # Queue and runner.

@@ -9,11 +9,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.descriptor import ServiceDescriptor
+from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 
 from services.common.config import Settings
+from services.common.wire import frame_deserializer, serialize_frame
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +30,32 @@ class ServiceBinding:
 
     name: str
     add_to_server: Callable[[grpc.aio.Server], None]
+
+
+_HANDLER_FACTORIES = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
+def bind(service: ServiceDescriptor, servicer: object) -> ServiceBinding:
+    """Binds `servicer`'s methods to `service`, with the zero-copy tensor chunk codec (services/common/wire.py).
+
+    Used instead of the generated add_*_to_server so that every service, tensor-carrying or
+    not, is registered the same way; frames without tensor chunks go through protobuf.
+    """
+    handlers = {}
+    for method in service.methods:
+        factory = _HANDLER_FACTORIES[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = factory(
+            getattr(servicer, method.name),
+            request_deserializer=frame_deserializer(GetMessageClass(method.input_type)),
+            response_serializer=serialize_frame,
+        )
+    generic = grpc.method_handlers_generic_handler(service.full_name, handlers)
+    return ServiceBinding(service.full_name, lambda server: server.add_generic_rpc_handlers((generic,)))
 
 
 def server_options(settings: Settings) -> list[tuple[str, int]]:

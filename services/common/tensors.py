@@ -15,6 +15,7 @@ import numpy as np
 from poster.v1 import layer_pb2, tensor_pb2
 from services.common.errors import InvalidInput
 from services.common.layers import BBox, Layer, LayerKind
+from services.common.wire import chunk_field_number, encode_chunk_frame
 
 MAX_CHUNK_BYTES = 1024 * 1024
 
@@ -82,6 +83,20 @@ def layer_frames(layer: Layer, frame_type: type[Frame], chunk_bytes: int = MAX_C
     yield frame_type(header=layer_header(layer))  # type: ignore[call-arg]
     for chunk in layer_chunks(layer, chunk_bytes):
         yield frame_type(chunk=chunk)  # type: ignore[call-arg]
+
+
+def layer_wire_frames(layer: Layer, frame_type: type[Frame], chunk_bytes: int = MAX_CHUNK_BYTES) -> Iterator[Any]:
+    """Like layer_frames, but chunk frames come pre-encoded (bytes) for the zero-copy codec.
+
+    Only for calls whose serializer is services.common.wire.serialize_frame (servers built
+    with services.common.server.bind, clients built with services.common.channels.Stub).
+    """
+    yield frame_type(header=layer_header(layer))  # type: ignore[call-arg]
+    field_number = chunk_field_number(frame_type)  # type: ignore[arg-type]
+    size = min(chunk_bytes, MAX_CHUNK_BYTES)
+    raw = memoryview(np.ascontiguousarray(layer.rgba)).cast("B")
+    for offset in range(0, len(raw), size):
+        yield encode_chunk_frame(field_number, layer.index, offset, raw[offset : offset + size])
 
 
 class LayerAssembler:

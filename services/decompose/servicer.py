@@ -14,7 +14,7 @@ from services.common.convert import options_from_proto
 from services.common.errors import InvalidInput
 from services.common.images import decode_rgb
 from services.common.status import grpc_errors
-from services.common.tensors import layer_frames
+from services.common.tensors import layer_wire_frames
 from services.decompose.engines import EngineRegistry
 from services.decompose.streaming import EngineProgress, stream_engine
 
@@ -52,7 +52,7 @@ class DecomposeServicer(decompose_pb2_grpc.DecomposeServiceServicer):
                 if request.parent_layer_id:
                     item.parent_id = request.parent_layer_id
                     item.id = f"{request.parent_layer_id}.{item.index}"
-                for frame in layer_frames(item, decompose_pb2.DecomposeResponse, self._settings.chunk_bytes):
+                for frame in layer_wire_frames(item, decompose_pb2.DecomposeResponse, self._settings.chunk_bytes):
                     yield frame
                 count += 1
             yield decompose_pb2.DecomposeResponse(finished=decompose_pb2.DecomposeFinished(layer_count=count))

@@ -11,18 +11,11 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
-from poster.v1 import (
-    decompose_pb2,
-    decompose_pb2_grpc,
-    describe_pb2,
-    describe_pb2_grpc,
-    job_pb2,
-    matting_pb2,
-    matting_pb2_grpc,
-)
+from poster.v1 import decompose_pb2, describe_pb2, job_pb2, matting_pb2
+from services.common.channels import Stub
 from services.common.errors import InvalidInput
 from services.common.layers import Layer
-from services.common.tensors import LayerAssembler, layer_frames
+from services.common.tensors import LayerAssembler, layer_wire_frames
 
 ProgressReport = Callable[[str, float], Awaitable[None]]
 """Called with (stage, fraction of the whole pipeline done in [0, 1])."""
@@ -30,11 +23,11 @@ ProgressReport = Callable[[str, float], Awaitable[None]]
 
 @dataclass(frozen=True)
 class StageStubs:
-    """Client stubs of the three stage services."""
+    """Clients of the three stage services (services.common.channels.Stub, zero-copy chunks)."""
 
-    decompose: decompose_pb2_grpc.DecomposeServiceStub
-    matting: matting_pb2_grpc.MattingServiceStub
-    describe: describe_pb2_grpc.DescribeServiceStub
+    decompose: Stub
+    matting: Stub
+    describe: Stub
 
 
 @dataclass
@@ -155,7 +148,7 @@ async def run_pipeline(
             setup = matting_pb2.RefineSetup(guide_image_uri=source_uri, parameters=options.matting, job_id=job_id)
             yield matting_pb2.RefineRequest(setup=setup)
             async for layer in layers_from(to_matting):
-                for frame in layer_frames(layer, matting_pb2.RefineRequest, chunk_bytes):
+                for frame in layer_wire_frames(layer, matting_pb2.RefineRequest, chunk_bytes):
                     yield frame
 
         call = stubs.matting.Refine(requests(), timeout=remaining())
@@ -182,7 +175,7 @@ async def run_pipeline(
             )
             yield describe_pb2.DescribeRequest(setup=setup)
             async for layer in layers_from(to_describe):
-                for frame in layer_frames(layer, describe_pb2.DescribeRequest, chunk_bytes):
+                for frame in layer_wire_frames(layer, describe_pb2.DescribeRequest, chunk_bytes):
                     yield frame
 
         async for frame in stubs.describe.Describe(requests(), timeout=remaining()):

@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass
 
 import grpc
+import numpy as np
 from google.protobuf import json_format
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -30,10 +31,11 @@ from services.common.errors import Cancelled, PosterError
 from services.common.images import decode_rgb
 from services.common.jobqueue import Delivery, JobQueue
 from services.common.jobstore import JobRecord, JobStore
+from services.common.options import JobOptions
 from services.common.redis_client import REDIS_DOWN
 from services.common.tracing import context_from_traceparent
 from services.ingest.artifacts import JobOutput, write_artifacts
-from services.ingest.pipeline import StageStubs, run_pipeline
+from services.ingest.pipeline import PipelineResult, ProgressReport, StageStubs, run_pipeline
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("poster.runner")
@@ -214,21 +216,14 @@ class JobRunner:
                     raise Cancelled(f"job {record.id} ended while it ran")
 
         started = time.perf_counter()
-        result = await run_pipeline(
-            self._stubs,
-            started=started,
-            job_id=record.id,
-            source_uri=record.source_uri,
-            options=options_proto,
-            matting_enabled=options.matting.method != "off",
-            max_layer_bytes=settings.max_layer_bytes,
-            chunk_bytes=settings.chunk_bytes,
-            timeout_s=settings.job_timeout_s,
-            report=report,
-            parent_layer_id=record.parent_layer_id,
-        )
+        # The source pixels are needed only at the end (recomposition PSNR): decode them meanwhile.
+        source = asyncio.ensure_future(asyncio.to_thread(self._source_pixels, record.source_uri))
+        try:
+            result = await self._pipeline(record, options_proto, options, report, started)
+        except BaseException:
+            source.cancel()
+            raise
         await self._store.update(record.id, stage="export", progress=96, message="writing layers")
-        source_rgb = decode_rgb(await asyncio.to_thread(self._blobs.get, record.source_uri))
         output = JobOutput(
             job_id=record.id,
             width=result.width,
@@ -244,4 +239,30 @@ class JobRunner:
             describe_errors=result.describe_errors,
             layer_errors=result.layer_errors,
         )
-        return await asyncio.to_thread(write_artifacts, self._blobs, output, source_rgb, started)
+        return await asyncio.to_thread(write_artifacts, self._blobs, output, await source, started)
+
+    def _source_pixels(self, uri: str) -> np.ndarray:
+        return decode_rgb(self._blobs.get(uri))
+
+    async def _pipeline(
+        self,
+        record: JobRecord,
+        options_proto: job_pb2.JobOptions,
+        options: JobOptions,
+        report: ProgressReport,
+        started: float,
+    ) -> PipelineResult:
+        settings = self._settings
+        return await run_pipeline(
+            self._stubs,
+            started=started,
+            job_id=record.id,
+            source_uri=record.source_uri,
+            options=options_proto,
+            matting_enabled=options.matting.method != "off",
+            max_layer_bytes=settings.max_layer_bytes,
+            chunk_bytes=settings.chunk_bytes,
+            timeout_s=settings.job_timeout_s,
+            report=report,
+            parent_layer_id=record.parent_layer_id,
+        )

@@ -14,7 +14,7 @@ from services.common.convert import matting_from_proto
 from services.common.errors import InvalidInput, PosterError
 from services.common.images import decode_rgb
 from services.common.status import grpc_errors
-from services.common.tensors import LayerAssembler, layer_frames
+from services.common.tensors import LayerAssembler, layer_wire_frames
 from services.matting.refine import LayerRefiner
 
 
@@ -50,7 +50,7 @@ class MattingServicer(matting_pb2_grpc.MattingServiceServicer):
                     )
                 )
                 refined = layer
-            for out in layer_frames(refined, matting_pb2.RefineResponse, self._settings.chunk_bytes):
+            for out in layer_wire_frames(refined, matting_pb2.RefineResponse, self._settings.chunk_bytes):
                 yield out
         assembler.close()
 

@@ -30,6 +30,8 @@ MIN_SEEDS = 32
 """Fewer uncovered plate pixels than this (small copy) leave nothing to fit."""
 SEARCH_SAMPLES = 3000
 """Seed pixels used to search a radial gradient's centre."""
+SEARCH_MOVES = 200
+"""Most pattern-search steps for that centre."""
 
 _SQUARE = np.ones((3, 3), np.uint8)
 
@@ -76,6 +78,7 @@ def estimate_plate(image: np.ndarray) -> Plate:
             coef, residual = _robust_fit(features(u, v), colors, seeds)
             fits.append((name, _predictor(features, coef), float(np.mean(residual[seeds] < FIT_TOLERANCE))))
     best = max((explained for _, _, explained in fits), default=0.0)
+    print('EXPLAINED', [(n, round(e,3)) for n,_,e in fits])
     if best >= MIN_EXPLAINED:
         name, predict, _ = next(fit for fit in fits if fit[2] >= best - SIMPLER_MARGIN)
         full_u, full_v = _centres(width, height, 1.0 / unit, 1.0 / unit)
@@ -126,13 +129,18 @@ def _radial_features(u: np.ndarray, v: np.ndarray, colors: np.ndarray, seeds: np
     span = max(u.max() + u.min(), v.max() + v.min())
     grid = [(i * span / 4, j * span / 4) for i in range(-4, 9) for j in range(-4, 9)]
     centre = min(grid, key=lambda c: _loss(_radial(*c)(u, v), colors))
-    # Pattern search from the best grid point, halving the step down to about a hundredth of a pixel.
+    # Pattern search from the best grid point down to about a hundredth of a pixel. A linear gradient is
+    # a radial one centred at infinity; the grid's bounds keep the search from walking off after it.
+    low, high = -span, 2 * span
     step = span / 8
     best = _loss(_radial(*centre)(u, v), colors)
-    while step > 1e-5:
+    for _ in range(SEARCH_MOVES):
+        if step < 1e-5:
+            break
         moves = [(centre[0] + dx, centre[1] + dy) for dx, dy in ((step, 0), (-step, 0), (0, step), (0, -step))]
+        moves = [move for move in moves if low <= move[0] <= high and low <= move[1] <= high]
         losses = [_loss(_radial(*c)(u, v), colors) for c in moves]
-        if min(losses) < best:
+        if losses and min(losses) < best:
             best, centre = min(losses), moves[int(np.argmin(losses))]
         else:
             step /= 2
