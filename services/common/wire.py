@@ -66,7 +66,8 @@ def encode_chunk_frame(field_number: int, layer_index: int, offset: int, data: m
         inner_head += b"\x08" + _varint(layer_index)
     if offset:
         inner_head += b"\x10" + _varint(offset)
-    inner_head += b"\x1a" + _varint(len(data))
+    if len(data):  # proto3 leaves out empty bytes, like every other zero value
+        inner_head += b"\x1a" + _varint(len(data))
     inner_length = len(inner_head) + len(data)
     head = _varint(field_number << 3 | _LENGTH_DELIMITED) + _varint(inner_length) + inner_head
     return b"".join((head, data))
@@ -115,9 +116,9 @@ def _decode_chunk(buffer: memoryview, field_number: int) -> RawChunkFrame | None
             position += size
         else:
             return None
-    if data is None or layer_index >= 2**32 or offset >= 2**64:
+    if layer_index >= 2**32 or offset >= 2**64:
         return None
-    return RawChunkFrame(RawChunk(layer_index, offset, data))
+    return RawChunkFrame(RawChunk(layer_index, offset, buffer[0:0] if data is None else data))
 
 
 def serialize_frame(message: Message | bytes) -> bytes:
