@@ -91,6 +91,7 @@ async def decompose_one(
     outdir: Path,
     options: job_pb2.JobOptions,
     position: int,
+    watch_timeout_s: float,
 ) -> bool:
     """Submits one file, shows its progress bar, writes its outputs; False (with a message) if it failed."""
     with tracer.start_as_current_span("poster-layers decompose", attributes={"poster.file": path.name}):
@@ -100,7 +101,8 @@ async def decompose_one(
             tqdm.write(f"{path}: rejected: {error.details()}", file=sys.stderr)
             return False
         with tqdm(total=100, desc=path.name, position=position, unit="%", leave=True) as bar:
-            async for response in stub.WatchJob(ingest_pb2.WatchJobRequest(job_id=job.id)):
+            watch = ingest_pb2.WatchJobRequest(job_id=job.id)
+            async for response in stub.WatchJob(watch, timeout=watch_timeout_s):
                 event = response.event
                 bar.set_postfix_str(job_pb2.JobStage.Name(event.stage).removeprefix("JOB_STAGE_").lower())
                 bar.update(max(0, event.progress - bar.n))
@@ -140,7 +142,14 @@ async def run_decompose(args: argparse.Namespace, settings: Settings) -> int:
                 results = await asyncio.gather(
                     *(
                         decompose_one(
-                            stub, blobs, path, args.output / path.stem if several else args.output, options, index
+                            stub,
+                            blobs,
+                            path,
+                            args.output / path.stem if several else args.output,
+                            options,
+                            index,
+                            # A job waits in the queue behind the others, then runs within its limit.
+                            settings.job_timeout_s * (len(args.inputs) + 1),
                         )
                         for index, path in enumerate(args.inputs)
                     )

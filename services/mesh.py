@@ -82,8 +82,15 @@ class LocalMesh:
         for _ in range(self.runners):
             runner, close = job_runner(self.settings, self.redis.client, self.targets())
             self._closers.append(close)
-            self._runner_tasks.append(asyncio.create_task(runner.run(self._stop)))
+            task = asyncio.create_task(runner.run(self._stop))
+            task.add_done_callback(self._runner_ended)
+            self._runner_tasks.append(task)
         return self
+
+    def _runner_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None and not self._stop.is_set():
+            # Without a runner no job would ever finish: say so loudly rather than hang.
+            log.critical("a job runner died", exc_info=task.exception())
 
     async def stop(self) -> None:
         """Stops runners (a job in progress finishes), servers (draining), then Redis."""

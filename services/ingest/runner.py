@@ -99,8 +99,14 @@ class JobRunner:
                 log.warning("queue unavailable (%s); retrying", error)
                 await asyncio.sleep(0.5)
                 continue
-            if delivery is not None:
+            if delivery is None:
+                continue
+            try:
                 await self.process(delivery)
+            except Exception:
+                # One job's unexpected failure must not stop the runner; its entry stays
+                # pending and is claimed again after the claim timeout.
+                log.exception("job %s: unexpected error; it will be retried", delivery.job_id)
 
     async def process(self, delivery: Delivery) -> None:
         """Runs one delivered job to a final status, or leaves it pending for a retry."""
