@@ -164,7 +164,7 @@ async def bench_streaming(layer_count: int, size: int, runs: int) -> dict:
                     layer_s.append(await _layer_stream(stub, tiny, size, total_bytes))
                     bare_s.append(await _bare_stream(bare_call, size * size * 4, total_bytes))
         finally:
-            await layered.stop(0)
+            await layered.stop(0, drain_delay=0)
             await bare[0].stop(0)
     layer_rate = total_bytes / statistics.median(layer_s) / 2**20
     bare_rate = total_bytes / statistics.median(bare_s) / 2**20

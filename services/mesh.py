@@ -101,7 +101,7 @@ class LocalMesh:
         for close in self._closers:
             await close()
         for built in self.services.values():
-            await built.server.stop(grace=1.0)
+            await built.server.stop(grace=1.0, drain_delay=0.0)
         if self.redis is not None:
             await self.redis.client.aclose()
             if self.redis.process is not None:

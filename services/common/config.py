@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     max_message_bytes: int = 32 * 1024 * 1024
     chunk_bytes: int = 1024 * 1024
     shutdown_grace_s: float = 10.0
+    drain_delay_s: float = 2.0
     keepalive_time_ms: int = 30_000
 
     # Uploads and layers.

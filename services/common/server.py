@@ -107,9 +107,12 @@ class GrpcServer:
         for name in ["", *(binding.name for binding in self._bindings)]:
             await self._health.set(name, SERVING if serving else NOT_SERVING)
 
-    async def stop(self, grace: float | None = None) -> None:
-        """Drains: health goes NOT_SERVING first, then in-flight calls get `grace` seconds."""
+    async def stop(self, grace: float | None = None, drain_delay: float | None = None) -> None:
+        """Drains: health goes NOT_SERVING, new calls are still taken for `drain_delay` seconds
+        (so load balancers and probes see NOT_SERVING and route away), then in-flight calls get
+        `grace` seconds to finish."""
         await self._health.enter_graceful_shutdown()
+        await asyncio.sleep(self._settings.drain_delay_s if drain_delay is None else drain_delay)
         await self._server.stop(self._settings.shutdown_grace_s if grace is None else grace)
 
     async def wait_for_termination(self) -> None:
