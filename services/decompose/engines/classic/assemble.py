@@ -28,7 +28,7 @@ def assemble(
     top = np.full((height, width), -1, np.int32)
     for number, candidate in enumerate(candidates):
         top[candidate.box.slices()][candidate.support] = number
-    counts = {kind: 0 for kind in LayerKind}
+    counts = dict.fromkeys(LayerKind, 0)
     index = 1
     for number, candidate in enumerate(candidates):
         rows, cols = candidate.box.slices()

@@ -21,11 +21,13 @@ FLOOD_SIDE = 256
 FIT_TOLERANCE = 4.0
 """A small-copy pixel within this many levels of a model is explained by it."""
 MIN_EXPLAINED = 0.9
-"""Share of the uncovered plate a model must explain to count as the plate."""
+"""Share of the uncovered frame a model must explain to count as the plate."""
 SIMPLER_MARGIN = 0.02
-"""A simpler model wins unless a richer one explains this much more of the uncovered plate."""
+"""A simpler model wins unless a richer one explains this much more of the uncovered frame."""
 FLOOD_STEP = 6
 """Largest colour step (levels) between neighbouring pixels inside a plate."""
+NOISE_CAP = 24.0
+"""Largest deviation (levels) from the plate that still counts as its noise."""
 MIN_SEEDS = 32
 """Fewer uncovered plate pixels than this (small copy) leave nothing to fit."""
 SEARCH_SAMPLES = 3000
@@ -52,12 +54,22 @@ class Plate:
     @property
     def strong(self) -> float:
         """Deviation (levels) above which a pixel is surely not background."""
-        return max(8.0, 2.5 * self.noise + 3.0)
+        return strong_deviation(self.noise)
 
     @property
     def weak(self) -> float:
         """Deviation (levels) above which a pixel near the foreground is partly covered."""
-        return max(2.0, self.noise)
+        return weak_deviation(self.noise)
+
+
+def strong_deviation(noise: float) -> float:
+    """Deviation (levels) from an underlay with this noise above which a pixel surely shows something else."""
+    return max(8.0, 2.5 * noise + 3.0)
+
+
+def weak_deviation(noise: float) -> float:
+    """Deviation (levels) from an underlay with this noise above which a pixel beside a drawn thing is part of it."""
+    return max(2.0, noise)
 
 
 def estimate_plate(image: np.ndarray) -> Plate:
@@ -72,13 +84,16 @@ def estimate_plate(image: np.ndarray) -> Plate:
     u, v = _centres(s_w, s_h, width / s_w / unit, height / s_h / unit)
     colors = small.reshape(-1, 3)
 
+    # Fits start from, and are judged on, the uncovered part of the poster's outer frame: the
+    # flood may leak into a photo whose edge matches the plate, the frame rarely lies.
+    frame = seeds & _frame(s_h, s_w).ravel()
+    start = frame if np.count_nonzero(frame) >= MIN_SEEDS else seeds
     fits: list[tuple[str, Features, float]] = []
-    if np.count_nonzero(seeds) >= MIN_SEEDS:
-        for name, features in (("flat", _flat), ("linear", _linear), ("radial", _radial_features(u, v, colors, seeds))):
-            coef, residual = _robust_fit(features(u, v), colors, seeds)
-            fits.append((name, _predictor(features, coef), float(np.mean(residual[seeds] < FIT_TOLERANCE))))
+    if np.count_nonzero(start) >= MIN_SEEDS:
+        for name, features in (("flat", _flat), ("linear", _linear), ("radial", _radial_features(u, v, colors, start))):
+            coef, residual = _robust_fit(features(u, v), colors, start, seeds)
+            fits.append((name, _predictor(features, coef), float(np.mean(residual[start] < FIT_TOLERANCE))))
     best = max((explained for _, _, explained in fits), default=0.0)
-    print('EXPLAINED', [(n, round(e,3)) for n,_,e in fits])
     if best >= MIN_EXPLAINED:
         name, predict, _ = next(fit for fit in fits if fit[2] >= best - SIMPLER_MARGIN)
         full_u, full_v = _centres(width, height, 1.0 / unit, 1.0 / unit)
@@ -154,15 +169,21 @@ def _loss(features: np.ndarray, colors: np.ndarray) -> float:
     return float(np.minimum(residual, 16.0).sum())
 
 
-def _robust_fit(features: np.ndarray, colors: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least squares refitted on shrinking inlier sets; returns coefficients and max-channel residuals."""
+def _robust_fit(
+    features: np.ndarray, colors: np.ndarray, start: np.ndarray, pool: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Least squares on `start`, then refitted on the shrinking set of `pool` pixels it explains.
+
+    Returns the coefficients and every pixel's max-channel residual.
+    """
     inliers = start
     for limit in (48.0, 24.0, 12.0, 6.0, FIT_TOLERANCE):
         coef, *_ = np.linalg.lstsq(features[inliers], colors[inliers], rcond=None)
         residual = np.abs(features @ coef - colors).max(axis=1)
-        if np.count_nonzero(residual < limit) <= features.shape[1]:
+        explained = pool & (residual < limit)
+        if np.count_nonzero(explained) <= features.shape[1]:
             break
-        inliers = residual < limit
+        inliers = explained
     return coef, residual
 
 
@@ -203,9 +224,12 @@ def _texture_plate(image: np.ndarray, region: np.ndarray) -> np.ndarray:
 
 
 def _noise(image: np.ndarray, plate: np.ndarray, region: np.ndarray) -> float:
-    """75th percentile of the deviation from the plate over the edge region, on a pixel grid."""
+    """75th percentile of the deviation from the plate over the edge region, on a pixel grid.
+
+    Deviations of NOISE_CAP and more are left out: they are foreground the flood leaked into.
+    """
     deviation = np.abs(image[::3, ::3].astype(np.float32) - plate[::3, ::3]).max(axis=-1)
-    inside = deviation[region[::3, ::3]]
+    inside = deviation[region[::3, ::3] & (deviation < NOISE_CAP)]
     return float(np.percentile(inside, 75)) if inside.size else 0.0
 
 

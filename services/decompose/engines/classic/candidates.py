@@ -45,9 +45,9 @@ def reduce_to(candidates: list[Candidate], count: int) -> list[Candidate]:
     The smallest one joins its nearest neighbour, preferring one of the same kind; the union takes
     the upper of the two stack positions.
     """
-    stack = list(candidates)
     if count <= 0:
         return []
+    stack = list(candidates)
     while len(stack) > count:
         small = min(range(len(stack)), key=lambda i: stack[i].area)
         other = min(

@@ -63,11 +63,11 @@ class ClassicEngine:
 
         if is_cancelled():
             raise Cancelled("decomposition cancelled")
-        plate = estimate_plate(image)
-        advance()
         lines = self._reader.read(image)
         advance()
-        texts, lifted = extract_text(image, lines, plate)
+        texts, lifted = extract_text(image, lines)
+        advance()
+        plate = estimate_plate(lifted)
         advance()
         candidates = find_elements(lifted, plate) + texts
         advance()

@@ -10,7 +10,7 @@ from PIL import ImageFont
 
 from services.common.layers import BBox, LayerKind
 from services.decompose.engines.classic.alpha import projected_alpha
-from services.decompose.engines.classic.background import Plate
+from services.decompose.engines.classic.background import strong_deviation, weak_deviation
 from services.decompose.engines.classic.candidates import Candidate, as_rgb
 from services.decompose.engines.classic.ocr import TextLine
 
@@ -18,38 +18,41 @@ REFERENCE_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 REFERENCE_SIZE = 100
 MIN_INK_PX = 12
 """A line with fewer clearly inked pixels is a false detection."""
+CORE_TOLERANCE = 12.0
+"""Levels a glyph-core pixel may differ from the ink colour (compression noise)."""
+CORE_SHARE = 0.2
+"""... or this share of the ink's contrast with the underlay, when larger."""
+RIVAL_SHARE = 0.5
+"""A second colour is weighed against the commonest one only with at least this share of its pixels."""
+RIM_PX = 2
+"""Width of the anti-aliased rim around glyph cores."""
+
+_SQUARE = np.ones((3, 3), np.uint8)
 
 
-def extract_text(image: np.ndarray, lines: list[TextLine], plate: Plate) -> tuple[list[Candidate], np.ndarray]:
-    """One text candidate per OCR line (top to bottom), and `image` with their ink replaced by the underlay."""
+def extract_text(image: np.ndarray, lines: list[TextLine]) -> tuple[list[Candidate], np.ndarray]:
+    """One text candidate per OCR line (top to bottom), and `image` with their ink replaced by the underlay.
+
+    The underlay is inpainted from the pixels around the glyphs, so text over a shape, a gradient
+    or a texture comes off as cleanly as text over a flat plate.
+    """
     lifted = image.copy()
     candidates = []
     for line in lines:
         box = _padded(line.box, image.shape[1], image.shape[0])
         rows, cols = box.slices()
-        crop = image[rows, cols].astype(np.float64)
-        under = _coons(crop)
-        deviation = np.abs(crop - under).max(axis=-1)
-        strong = deviation > plate.strong
-        if np.count_nonzero(strong) < MIN_INK_PX:
+        found = _glyphs(image[rows, cols])
+        if found is None:
             continue
-        # The most deviating pixels are glyph cores, whose colour is the ink itself.
-        cut = max(0.7 * float(np.percentile(deviation[strong], 90)), plate.strong)
-        ink = np.median(crop[deviation >= cut], axis=0)
-        alpha = projected_alpha(crop, under, ink)
-        core = (alpha >= 0.5) & strong
-        if np.count_nonzero(core) < MIN_INK_PX:
-            continue
-        grown = cv2.dilate(core.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
-        support = grown & (deviation > plate.weak)
-        lifted[rows, cols] = np.where(support[..., None], np.clip(np.round(under), 0, 255), lifted[rows, cols])
+        ink, core, support, under = found
+        lifted[rows, cols] = np.where(support[..., None], under, lifted[rows, cols])
         ink_rows = np.nonzero(core.any(axis=1))[0]
         candidates.append(
             Candidate(
                 kind=LayerKind.TEXT,
                 box=box,
                 support=support,
-                alpha=alpha,
+                alpha=projected_alpha(image[rows, cols].astype(np.float64), under.astype(np.float64), ink),
                 text=line.text,
                 font_size_px=_font_size(line.text, int(ink_rows[-1] - ink_rows[0] + 1)),
                 color=as_rgb(ink),
@@ -57,6 +60,54 @@ def extract_text(image: np.ndarray, lines: list[TextLine], plate: Plate) -> tupl
             )
         )
     return candidates, lifted
+
+
+def _glyphs(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Ink colour, glyph cores, glyph pixels (cores and anti-aliased rims) and the uint8 underlay of a line box.
+
+    None when the box holds too little ink to be text.
+    """
+    pixels = crop.astype(np.float64)
+    rough = _coons(pixels)
+    deviation = np.abs(pixels - rough).max(axis=-1)
+    # Most of a line's box is underlay, so the median deviation is the underlay's own noise.
+    noise = float(np.median(deviation))
+    strong = deviation > strong_deviation(noise)
+    if np.count_nonzero(strong) < MIN_INK_PX:
+        return None
+    ink = _ink_color(pixels, strong)
+    # Glyph cores are pixels of the ink colour itself; other colours in the box belong to what lies under it.
+    tolerance = max(CORE_TOLERANCE, CORE_SHARE * float(np.abs(ink - np.median(rough.reshape(-1, 3), axis=0)).max()))
+    core = strong & (np.abs(pixels - ink).max(axis=-1) <= tolerance)
+    if np.count_nonzero(core) < MIN_INK_PX:
+        return None
+    glyphs = cv2.dilate(core.astype(np.uint8), _SQUARE, iterations=RIM_PX)
+    under = cv2.inpaint(crop, glyphs, RIM_PX + 1, cv2.INPAINT_TELEA)
+    support = glyphs.astype(bool) & (np.abs(pixels - under).max(axis=-1) > weak_deviation(noise))
+    return ink, core, support, under
+
+
+def _ink_color(pixels: np.ndarray, strong: np.ndarray) -> np.ndarray:
+    """The line's ink: of the two commonest colours among the strongly deviating pixels, the one spread widest.
+
+    A shape edge or photo corner inside the box is compact; a line of glyphs runs along the box.
+    """
+    colors = pixels[strong]
+    xs = np.nonzero(strong)[1]
+    options: list[tuple[float, int, np.ndarray]] = []
+    remaining = np.ones(len(colors), bool)
+    for _ in range(2):
+        if np.count_nonzero(remaining) < MIN_INK_PX:
+            break
+        codes = (colors[remaining].astype(np.int64) // 16) @ np.array([256, 16, 1])
+        color = np.median(colors[remaining][codes == np.bincount(codes).argmax()], axis=0)
+        near = np.abs(colors - color).max(axis=-1) <= CORE_TOLERANCE
+        spread = float(np.percentile(xs[near], 95) - np.percentile(xs[near], 5)) if near.any() else 0.0
+        options.append((spread, int(np.count_nonzero(near)), color))
+        remaining &= ~near
+    # The runner-up only counts when it is a colour field of its own, not the glyphs' anti-aliased rims.
+    rivals = [option for option in options if option[1] >= RIVAL_SHARE * options[0][1]]
+    return max(rivals, key=lambda option: option[0])[2]
 
 
 def _padded(box: BBox, width: int, height: int) -> BBox:
@@ -82,11 +133,18 @@ def _coons(crop: np.ndarray) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _reference_font() -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(REFERENCE_FONT, REFERENCE_SIZE)
+def _reference_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.truetype(REFERENCE_FONT, REFERENCE_SIZE)
+    except OSError:
+        # Without DejaVu installed, Pillow's bundled font gives sizes a few per cent off, not none.
+        return ImageFont.load_default(REFERENCE_SIZE)
 
 
 def _font_size(text: str, ink_height: int) -> float:
-    """Font size (px) whose glyphs for `text` would be `ink_height` tall, measured on DejaVu Sans."""
+    """Font size (px) whose glyphs for `text` would be `ink_height` tall, measured on DejaVu Sans.
+
+    Measuring the recognised string itself tells capitals-only lines from ones with descenders.
+    """
     _, top, _, bottom = _reference_font().getbbox(text)
     return round(ink_height * REFERENCE_SIZE / max(bottom - top, 1), 1)

@@ -1,0 +1,67 @@
+"""The synthetic poster generator: deterministic, honest ground truth, every layer kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from samples.synthetic import make_poster
+from services.common.layers import LayerKind, composite, psnr
+
+SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "poster.png"
+
+
+def test_same_seed_same_poster() -> None:
+    first, second = make_poster(3), make_poster(3)
+    assert np.array_equal(first.image, second.image)
+    assert [(layer.kind, layer.bbox, layer.text) for layer in first.layers] == [
+        (layer.kind, layer.bbox, layer.text) for layer in second.layers
+    ]
+    assert not np.array_equal(first.image, make_poster(4).image)
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_ground_truth_composites_to_the_image(seed: int) -> None:
+    poster = make_poster(seed)
+    height, width = poster.image.shape[:2]
+    assert poster.image.shape == (1152, 864, 3) and poster.image.dtype == np.uint8
+    assert psnr(poster.image, composite(poster.layers, width, height)) >= 45.0
+    for index, layer in enumerate(poster.layers):
+        assert layer.index == index
+        assert layer.bbox.x >= 0 and layer.bbox.y >= 0
+        assert layer.bbox.x + layer.bbox.w <= width and layer.bbox.y + layer.bbox.h <= height
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_every_kind_is_present(seed: int) -> None:
+    layers = make_poster(seed).layers
+    kinds = {layer.kind for layer in layers}
+    assert kinds == set(LayerKind)
+    background = layers[0]
+    assert background.kind == LayerKind.BACKGROUND and np.all(background.rgba[..., 3] == 255)
+    for layer in layers:
+        if layer.kind == LayerKind.TEXT:
+            assert layer.text.strip() and layer.font_size_px > 0 and layer.color is not None
+            assert layer.name == f"text: {layer.text}"
+
+
+def test_some_shapes_are_translucent_and_edges_are_soft() -> None:
+    shapes = [layer for seed in range(8) for layer in make_poster(seed).layers if layer.kind == LayerKind.SHAPE]
+    peaks = [int(layer.rgba[..., 3].max()) for layer in shapes]
+    assert any(peak < 255 for peak in peaks) and any(peak == 255 for peak in peaks)
+    # Axis-aligned rectangles on whole pixels are crisp; curves and slopes are anti-aliased.
+    assert sum(len(np.unique(layer.rgba[..., 3])) > 2 for layer in shapes) > len(shapes) // 2
+
+
+def test_custom_size() -> None:
+    poster = make_poster(11, width=400, height=560)
+    assert poster.image.shape == (560, 400, 3)
+    assert psnr(poster.image, composite(poster.layers, 400, 560)) >= 45.0
+
+
+def test_committed_sample_is_seed_7() -> None:
+    sample = np.asarray(Image.open(SAMPLE).convert("RGB"))
+    assert np.array_equal(sample, make_poster(7).image)
