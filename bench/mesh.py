@@ -87,12 +87,14 @@ async def bench_mesh(poster: Path, runs: int) -> dict:
         settings = Settings(blob_root=f"file://{blob_dir}")
         blobs = BlobStore(settings.blob_root)
         engine = ClassicEngine()
-        await in_process_job(engine, image, blobs, settings)  # warm-up: model load, caches
-        reference = [await in_process_job(engine, image, blobs, settings) for _ in range(runs)]
         async with LocalMesh(settings) as mesh, channel(mesh.ingest_target, settings) as open_channel:
             stub = ingest_pb2_grpc.IngestServiceStub(open_channel)
-            await mesh_job(stub, data)  # warm-up
-            through_mesh = [await mesh_job(stub, data) for _ in range(runs)]
+            await in_process_job(engine, image, blobs, settings)  # warm-ups: model loads, caches
+            await mesh_job(stub, data)
+            reference, through_mesh = [], []
+            for _ in range(runs):  # interleaved, so load drift affects both alike
+                reference.append(await in_process_job(engine, image, blobs, settings))
+                through_mesh.append(await mesh_job(stub, data))
             redis = mesh.redis.description
     mesh_s, reference_s = statistics.median(through_mesh), statistics.median(reference)
     overhead = (mesh_s - reference_s) / mesh_s
