@@ -7,6 +7,13 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || need_apt+=(fonts-dejavu-core)
+# The web app's browser test (tests/e2e/test_web_app.py) runs Debian's chromium through Playwright.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
+# Export checks (tests/integration/test_exports_*.py): PPTX -> PDF, PDF -> PNG, SVG -> PNG, and Node for ag-psd.
+command -v soffice >/dev/null 2>&1 || need_apt+=(libreoffice-impress-nogui)
+command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
+command -v rsvg-convert >/dev/null 2>&1 || need_apt+=(librsvg2-bin)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -q
@@ -16,6 +23,8 @@ fi
 if [ ! -x .venv/bin/python ]; then
   python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+# torch first and pinned: the qwen extra then finds it installed (a CPU build here) instead of pulling CUDA.
+.venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
+.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,qwen]'
 # --no-deps: its opencv-python requirement would shadow opencv-contrib (cv2.ximgproc).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps rapidocr-onnxruntime==1.4.4

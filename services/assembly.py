@@ -20,10 +20,11 @@ from services.common.config import Settings
 from services.common.jobqueue import JobQueue
 from services.common.jobstore import JobStore
 from services.common.options import JobOptions
+from services.common.redis_client import redis_from_url
 from services.common.server import GrpcServer, bind
 from services.decompose.engines import EngineRegistry
 from services.decompose.servicer import DecomposeServicer
-from services.describe.registry import DescriberRegistry
+from services.describe.build import build_describe
 from services.describe.servicer import DescribeServicer
 from services.ingest.jobs import JobService
 from services.ingest.pipeline import StageStubs
@@ -72,8 +73,8 @@ def upload_limits(settings: Settings) -> UploadLimits:
 
 
 def decompose_service(settings: Settings, port: int) -> BuiltService:
-    """DecomposeService; SERVING once the default engine (and its OCR model) is loaded."""
-    engines = EngineRegistry()
+    """DecomposeService; SERVING once the default engine (and its OCR model, or the qwen model) is loaded."""
+    engines = EngineRegistry(settings)
     servicer = DecomposeServicer(engines, BlobStore(settings.blob_root), settings, settings.decompose_concurrency)
     binding = bind(decompose_pb2.DESCRIPTOR.services_by_name["DecomposeService"], servicer)
 
@@ -81,6 +82,8 @@ def decompose_service(settings: Settings, port: int) -> BuiltService:
         engine = engines.get("classic")
         blank = np.full((64, 64, 3), 255, np.uint8)
         await asyncio.to_thread(lambda: list(engine.decompose(blank, JobOptions(), lambda *_: None, lambda: False)))
+        if engines.resolve(settings.default_engine) == "qwen":
+            await asyncio.to_thread(engines.get, "qwen")  # loads the model: minutes for the real weights
 
     return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port), warm_up)
 
@@ -92,9 +95,12 @@ def matting_service(settings: Settings, port: int) -> BuiltService:
     return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port))
 
 
-def describe_service(settings: Settings, port: int) -> BuiltService:
-    """DescribeService with the describers this build offers."""
-    servicer = DescribeServicer(DescriberRegistry(), settings)
+def describe_service(settings: Settings, port: int, redis_client: aioredis.Redis | None = None) -> BuiltService:
+    """DescribeService: `local`, `gemini` when configured; answers cached in Redis (this client, else REDIS_URL's)."""
+    if redis_client is None and settings.redis_url:
+        redis_client = redis_from_url(settings.redis_url)
+    parts = build_describe(settings, redis_client)
+    servicer = DescribeServicer(parts.describers, parts.coordinator, settings)
     binding = bind(describe_pb2.DESCRIPTOR.services_by_name["DescribeService"], servicer)
     return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port))
 
@@ -123,7 +129,9 @@ def build_service(name: str, settings: Settings, port: int, redis_client: aiored
         if redis_client is None:
             raise ValueError("the ingest service needs a Redis client")
         return ingest_service(settings, port, redis_client)
-    builders = {"decompose": decompose_service, "matting": matting_service, "describe": describe_service}
+    if name == "describe":
+        return describe_service(settings, port, redis_client)
+    builders = {"decompose": decompose_service, "matting": matting_service}
     if name not in builders:
         raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     return builders[name](settings, port)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -64,6 +65,59 @@ class Settings(BaseSettings):
     matting_eps: float = 1e-6
     matting_min_area_px: int = 16
     matting_margin_px: int = 8
+
+    # The qwen engine: Qwen-Image-Layered through diffusers (services/decompose/engines/qwen/, docs/qwen.md).
+    qwen_weights: str = ""  # local model directory or hub id; empty: the qwen engine is not configured
+    qwen_device: str = "auto"  # auto (cuda when available, else cpu) | cuda | cuda:N | cpu
+    qwen_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
+    qwen_cpu_offload: bool = False  # enable_model_cpu_offload: one model at a time on the GPU; slower
+    qwen_quantization: Literal["none", "fp8"] = "none"  # fp8: transformer weights stored in float8_e4m3fn
+    qwen_memory_table: str = ""  # JSON written by bench/qwen_gpu.py; empty: no free-memory check before a job
+    qwen_memory_headroom: float = 1.1  # a job starts only if table bytes x this are free on the GPU
+    qwen_max_concurrent_jobs: int = 1  # decompositions at once on this worker's GPU
+    qwen_default_layers: int = 4  # when a job asks for layers=0 (auto)
+    qwen_default_resolution: int = 640  # 640 or 1024, the pipeline's two buckets
+    qwen_default_steps: int = 50
+    qwen_max_steps: int = 200
+    qwen_default_true_cfg_scale: float = 4.0
+
+    # Describe service (services/describe/, docs/describe.md).
+    describe_concurrency: int = 8  # layers being described at once, per process (Vertex AI calls in flight)
+    describe_layer_budget_s: float = 20.0  # one layer's describer call, retries included; then the local answer
+    describe_job_budget_s: float = 120.0  # a whole Describe stream; later layers get the local answer
+    describe_deadline_margin_s: float = 1.0  # kept free before the caller's gRPC deadline to send the last answers
+    describe_cache_ttl_s: int = 30 * 24 * 3600
+    describe_image_max_side: int = 768  # longest side of the layer image sent to the model
+    gemini_project: str = ""  # Google Cloud project; empty: the gemini describer is not offered
+    gemini_location: str = "us-central1"
+    gemini_model: str = "gemini-2.5-flash"  # a model id, or a full resource name (tuned endpoint)
+    gemini_endpoint: str = ""  # empty: the location's Vertex AI endpoint; http:// = no credentials (emulators)
+    gemini_transport: Literal["rest", "grpc"] = "rest"
+    gemini_retry_initial_s: float = 1.0  # first back-off after a 429/503; doubles up to gemini_retry_max_s
+    gemini_retry_max_s: float = 8.0
+    gemini_max_output_tokens: int = 1024
+
+    # HTTP gateway and web app (gateway/).
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    gateway_cors_origins: list[str] = Field(default_factory=list)  # exact origins; "*" is refused
+    gateway_submissions_per_window: int = 5  # per client; a batch counts as one
+    gateway_rate_window_s: int = 60
+    gateway_max_batch_files: int = 20
+    gateway_api_keys_file: str = ""  # JSON list of {"id", "plan", "sha256"}; set = keys required
+    gateway_plans: dict[str, int] = Field(default_factory=lambda: {"free": 10, "pro": 100})  # jobs per month
+    gateway_session_plan: str = ""  # plan of keyless browser sessions; "" = no monthly quota
+    gateway_session_ttl_s: int = 30 * 24 * 3600
+    gateway_cookie_secure: bool = False  # set behind HTTPS
+    gateway_call_timeout_s: float = 10.0
+    gateway_upload_timeout_s: float = 60.0
+    gateway_status_cache_s: float = 0.0  # running jobs (> 0 trades staleness for fewer ingest reads)
+    gateway_terminal_cache_s: float = 60.0  # finished jobs never change
+    gateway_cache_entries: int = 10_000
+    gateway_thumbnail_px: int = 256
+    gateway_sse_keepalive_s: float = 15.0
+    gateway_feedback_comment_chars: int = 2000
+    gateway_access_log: bool = True
 
     @property
     def max_layer_bytes(self) -> int:

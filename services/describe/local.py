@@ -6,6 +6,7 @@ and nothing raises for a valid layer, however tiny or transparent.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import dataclass
 
@@ -41,10 +42,12 @@ class LocalDescriber:
     """Describes layers from their pixels and metadata alone: no network, no model, deterministic."""
 
     name = "local"
+    cache_version = ""  # cheaper to recompute than to fetch
 
     async def describe(self, layer: Layer, canvas_width: int, canvas_height: int) -> Description:
         """Describes one layer on a canvas_width x canvas_height canvas; never raises for a valid layer."""
-        return describe_layer(layer, canvas_width, canvas_height)
+        # Tens of milliseconds of OpenCV per large layer: off the event loop, so streams keep flowing.
+        return await asyncio.to_thread(describe_layer, layer, canvas_width, canvas_height)
 
 
 def describe_layer(layer: Layer, canvas_width: int, canvas_height: int) -> Description:

@@ -34,6 +34,7 @@ class JobOutput:
     timings_ms: dict[str, float] = field(default_factory=dict)
     describers: dict[int, str] = field(default_factory=dict)
     describe_errors: dict[int, str] = field(default_factory=dict)
+    describe_fallbacks: dict[int, str] = field(default_factory=dict)
     layer_errors: list[str] = field(default_factory=list)
 
 
@@ -87,6 +88,8 @@ def build_manifest(output: JobOutput, source_rgb: np.ndarray, files: dict[int, s
             entry["describer"] = output.describers[layer.index]
         if layer.index in output.describe_errors:
             entry["describe_error"] = output.describe_errors[layer.index]
+        if layer.index in output.describe_fallbacks:
+            entry["describe_fallback"] = output.describe_fallbacks[layer.index]
         layers.append(entry)
     manifest = {
         "version": 1,

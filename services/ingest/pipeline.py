@@ -41,6 +41,7 @@ class PipelineResult:
     layers: list[Layer] = field(default_factory=list)
     describers: dict[int, str] = field(default_factory=dict)
     describe_errors: dict[int, str] = field(default_factory=dict)
+    describe_fallbacks: dict[int, str] = field(default_factory=dict)
     layer_errors: list[str] = field(default_factory=list)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -182,8 +183,11 @@ async def run_pipeline(
             if frame.WhichOneof("frame") == "error":
                 result.describe_errors[frame.error.layer_index] = frame.error.message
             else:
-                _apply_description(refined[frame.description.layer_index], frame.description)
-                result.describers[frame.description.layer_index] = frame.description.describer
+                described = frame.description
+                _apply_description(refined[described.layer_index], described)
+                result.describers[described.layer_index] = described.describer
+                if described.fallback_reason:
+                    result.describe_fallbacks[described.layer_index] = described.fallback_reason
             counters.described += 1
             await progress("describe")
         result.timings_ms["describe"] = (time.perf_counter() - started) * 1000

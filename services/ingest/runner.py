@@ -243,6 +243,7 @@ class JobRunner:
             timings_ms=result.timings_ms,
             describers=result.describers,
             describe_errors=result.describe_errors,
+            describe_fallbacks=result.describe_fallbacks,
             layer_errors=result.layer_errors,
         )
         return await asyncio.to_thread(write_artifacts, self._blobs, output, await source, started)

@@ -73,6 +73,19 @@ def test_manifest_is_valid_and_files_are_full_canvas(tmp_path) -> None:
     assert pixels[15, 10, 3] == 128 and pixels[0, 0, 3] == 0
 
 
+def test_describe_fallbacks_and_errors_reach_the_manifest(tmp_path) -> None:
+    image, layers = poster_layers()
+    output = output_for(layers)
+    output.describers = {0: "local", 1: "local"}
+    output.describe_fallbacks = {1: "gemini answered invalid JSON twice"}
+    output.describe_errors = {0: "describe budget exhausted"}
+    blobs = BlobStore(f"file://{tmp_path}")
+    manifest = json.loads(blobs.get(write_artifacts(blobs, output, image, time.perf_counter())["manifest_uri"]))
+    jsonschema.validate(manifest, MANIFEST_SCHEMA)
+    assert manifest["layers"][1]["describe_fallback"] == "gemini answered invalid JSON twice"
+    assert manifest["layers"][0]["describe_error"] == "describe budget exhausted"
+
+
 def test_schema_rejects_a_text_layer_without_its_text() -> None:
     manifest = json.loads(
         json.dumps(
