@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ] || need_apt+=(fonts-dejavu-core)
+# The classic engine reads Korean lines with Tesseract; the synthetic posters draw them in Nanum fonts.
+[ -f /usr/share/tesseract-ocr/5/tessdata/kor.traineddata ] || need_apt+=(tesseract-ocr tesseract-ocr-kor)
+[ -f /usr/share/fonts/truetype/nanum/NanumGothic.ttf ] || need_apt+=(fonts-nanum)
 # The web app's browser test (tests/e2e/test_web_app.py) runs Debian's chromium through Playwright.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 # Export checks (tests/integration/test_exports_*.py): PPTX -> PDF, PDF -> PNG, SVG -> PNG, and Node for ag-psd.
@@ -28,3 +31,5 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,qwen]'
 # --no-deps: its opencv-python requirement would shadow opencv-contrib (cv2.ximgproc).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps rapidocr-onnxruntime==1.4.4
+# ag-psd, the independent PSD reader of the export tests, pinned by tests/js/package-lock.json.
+[ -d tests/js/node_modules/ag-psd ] || npm ci --prefix tests/js --no-audit --no-fund --loglevel=error

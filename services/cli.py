@@ -57,8 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     decompose.add_argument("--layers", type=_layers, default=0, metavar="N|auto", help="layer count (default auto)")
     decompose.add_argument("--engine", choices=["auto", "classic", "qwen"], default="auto")
 
-    up = commands.add_parser("up", help="run every service and the job runner on the configured ports")
-    up.add_argument("--host", default="127.0.0.1", help="address the gRPC services bind")
+    up = commands.add_parser("up", help="run every service, the job runner, and the gateway with the web app")
+    up.add_argument("--host", default="127.0.0.1", help="address the gRPC services and the gateway bind")
+    up.add_argument("--port", type=int, default=None, help="gateway port (default: POSTER_GATEWAY_PORT, 8080)")
 
     serve_one = commands.add_parser("serve", help="run one service, as a container does")
     serve_one.add_argument("service", choices=[*SERVICES, "runner"])
@@ -158,15 +159,29 @@ async def run_decompose(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def run_up(args: argparse.Namespace, settings: Settings) -> int:
-    """Every service on its configured port plus a runner, until Ctrl-C or SIGTERM."""
+    """Every service on its configured port plus a runner and the gateway, until Ctrl-C or SIGTERM."""
+    # Imported here: only `up` needs the web stack.
+    from gateway.app import create_app
+    from gateway.server import start_gateway
+
     setup_tracing("poster-layers")
-    settings = settings.model_copy(update={"grpc_host": args.host})
+    port = settings.gateway_port if args.port is None else args.port
+    settings = settings.model_copy(update={"grpc_host": args.host, "gateway_host": args.host, "gateway_port": port})
     stopped = _stop_on_signals()
     mesh = await LocalMesh(settings, fixed_ports=True).start()
     print(f"poster-layers up: job state in {mesh.redis.description}", file=sys.stderr)
     for name, target in mesh.targets().items():
         print(f"  {name:<10} {target}", file=sys.stderr)
-    await stopped.wait()
+    try:
+        gateway = await start_gateway(create_app(settings, mesh.redis.client, mesh.ingest_target), args.host, port)
+    except OSError as error:
+        print(f"poster-layers up: cannot serve the gateway on {args.host}:{port}: {error}", file=sys.stderr)
+        await mesh.stop()
+        return 1
+    print(f"poster-layers up: web app at {gateway.url}/ (API docs at {gateway.url}/docs)", file=sys.stderr)
+    # uvicorn takes the signal while it serves and raises it again once stopped, which sets `stopped`.
+    await asyncio.wait([gateway.task, asyncio.create_task(stopped.wait())], return_when=asyncio.FIRST_COMPLETED)
+    await gateway.stop()
     await mesh.stop()
     return 0
 

@@ -1,0 +1,1 @@
+"""HTTP routes: each converts a request, delegates, and converts the answer."""

@@ -1,0 +1,84 @@
+"""`poster-layers up`: the mesh and the gateway with the web app in one process, stopped by a signal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.common.redis_server import free_port
+
+pytestmark = pytest.mark.integration
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_up_serves_the_web_app_and_the_api_and_stops_on_sigterm(redis_url: str, tmp_path: Path) -> None:
+    ports = {name: free_port() for name in ("ingest", "decompose", "matting", "describe", "gateway")}
+    env = {key: value for key, value in os.environ.items() if not key.startswith("POSTER_")}
+    env |= {
+        "REDIS_URL": redis_url,
+        "POSTER_BLOB_ROOT": f"file://{tmp_path / 'blobs'}",
+        **{f"POSTER_{name.upper()}_PORT": str(ports[name]) for name in ("ingest", "decompose", "matting", "describe")},
+        **{
+            f"POSTER_{name.upper()}_TARGET": f"127.0.0.1:{ports[name]}" for name in ("decompose", "matting", "describe")
+        },
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "services.cli", "up", "--port", str(ports["gateway"])],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{ports['gateway']}"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        page = httpx.get(f"{url}/")
+        assert page.status_code == 200 and "/web/app.js" in page.text
+        assert httpx.get(f"{url}/api/v1/session").json()["keys_required"] is False
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, output
+    assert f"web app at {url}/" in output
+
+
+def test_up_says_when_the_gateway_port_is_taken(redis_url: str, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        ports = {name: free_port() for name in ("ingest", "decompose", "matting", "describe")}
+        env = {key: value for key, value in os.environ.items() if not key.startswith("POSTER_")}
+        env |= {
+            "REDIS_URL": redis_url,
+            "POSTER_BLOB_ROOT": f"file://{tmp_path / 'blobs'}",
+            **{f"POSTER_{name.upper()}_PORT": str(ports[name]) for name in ports},
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "services.cli", "up", "--port", str(port)],
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert done.returncode == 1
+    assert f"cannot serve the gateway on 127.0.0.1:{port}" in done.stderr
