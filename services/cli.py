@@ -27,6 +27,7 @@ from services.common.options import JobOptions
 from services.common.redis_client import redis_from_url
 from services.common.server import serve
 from services.common.tracing import setup_tracing
+from services.exports import FORMATS
 from services.mesh import LocalMesh
 
 UPLOAD_CHUNK = 256 * 1024
@@ -45,6 +46,14 @@ def _layers(value: str) -> int:
     return count
 
 
+def _formats(value: str) -> tuple[str, ...]:
+    names = FORMATS if value == "all" else tuple(dict.fromkeys(part.strip().lower() for part in value.split(",")))
+    unknown = [name for name in names if name not in FORMATS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown format {', '.join(unknown)}; use {', '.join(FORMATS)} or all")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(prog="poster-layers", description=__doc__)
@@ -56,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     decompose.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     decompose.add_argument("--layers", type=_layers, default=0, metavar="N|auto", help="layer count (default auto)")
     decompose.add_argument("--engine", choices=["auto", "classic", "qwen"], default="auto")
+    decompose.add_argument(
+        "--format",
+        dest="formats",
+        type=_formats,
+        default=(),
+        metavar="psd,pptx,svg,zip|all",
+        help="also write these exports to OUTDIR/exports/",
+    )
 
     up = commands.add_parser("up", help="run every service, the job runner, and the gateway with the web app")
     up.add_argument("--host", default="127.0.0.1", help="address the gRPC services and the gateway bind")
@@ -75,12 +92,15 @@ async def _upload(path: Path, options: job_pb2.JobOptions) -> AsyncIterator[inge
 
 
 def save_outputs(blobs: BlobStore, job: job_pb2.Job, outdir: Path) -> dict:
-    """Copies a finished job's manifest and layer PNGs from the blob store into `outdir`."""
+    """Copies a finished job's manifest, layer PNGs and exports from the blob store into `outdir`."""
     manifest = json.loads(blobs.get(job.result.manifest_uri))
     base = job.result.manifest_uri.rsplit("/", 1)[0]
     (outdir / "layers").mkdir(parents=True, exist_ok=True)
     for layer in manifest["layers"]:
         (outdir / layer["file"]).write_bytes(blobs.get(f"{base}/{layer['file']}"))
+    for relative in manifest["exports"].values():
+        (outdir / relative).parent.mkdir(parents=True, exist_ok=True)
+        (outdir / relative).write_bytes(blobs.get(f"{base}/{relative}"))
     (outdir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
@@ -128,7 +148,7 @@ async def run_decompose(args: argparse.Namespace, settings: Settings) -> int:
         print(f"poster-layers: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     setup_tracing("poster-layers")
-    options = options_to_proto(JobOptions(layers=args.layers, engine=args.engine))
+    options = options_to_proto(JobOptions(layers=args.layers, engine=args.engine, export_formats=args.formats))
     with contextlib.ExitStack() as stack:
         if "blob_root" not in settings.model_fields_set:
             # The CLI's jobs are throwaway: keep their blobs in a temporary folder.

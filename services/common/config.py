@@ -57,6 +57,8 @@ class Settings(BaseSettings):
     job_ttl_s: int = 7 * 24 * 3600
 
     # Stages.
+    # True: a job's requested export formats are built when it finishes; False: only on demand.
+    exports_at_job_end: bool = True
     decompose_concurrency: int = 1
     default_engine: str = "auto"
     default_describer: str = "local"

@@ -18,7 +18,7 @@ import numpy as np
 from services.common.errors import InvalidInput
 from services.common.images import encode_png
 from services.common.layers import Layer, LayerKind, composite
-from services.ingest.artifacts import full_canvas, layer_filename
+from services.common.manifest import full_canvas, layer_filename
 
 UNSAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 XML_INVALID = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")

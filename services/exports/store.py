@@ -16,10 +16,10 @@ from PIL import Image
 from services.common.blobstore import BlobStore
 from services.common.errors import InvalidInput, NotFound
 from services.common.layers import BBox, Layer, LayerKind
+from services.common.manifest import MANIFEST_SCHEMA
 from services.exports.build import build_from_source, check_format
 from services.exports.source import ExportSource, export_path, export_stem
 from services.exports.to_zip import INNER_FORMATS
-from services.ingest.artifacts import MANIFEST_SCHEMA
 
 
 def ensure_export(blobs: BlobStore, manifest_uri: str, fmt: str) -> str:

@@ -246,7 +246,8 @@ class JobRunner:
             describe_fallbacks=result.describe_fallbacks,
             layer_errors=result.layer_errors,
         )
-        return await asyncio.to_thread(write_artifacts, self._blobs, output, await source, started)
+        formats = options.export_formats if self._settings.exports_at_job_end else ()
+        return await asyncio.to_thread(write_artifacts, self._blobs, output, await source, started, formats)
 
     def _source_pixels(self, uri: str) -> np.ndarray:
         return decode_rgb(self._blobs.get(uri))

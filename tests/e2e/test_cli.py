@@ -9,15 +9,17 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import grpc
 import jsonschema
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from psd_tools import PSDImage
 
+from services.common.manifest import MANIFEST_SCHEMA
 from services.common.redis_server import free_port
-from services.ingest.artifacts import MANIFEST_SCHEMA
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "samples" / "poster.png"
@@ -54,11 +56,19 @@ def test_with_redis_url(tmp_path: Path, redis_url: str) -> None:
     assert any(layer["kind"] == "text" for layer in check_output(tmp_path / "out")["layers"])
 
 
-def test_with_a_private_redis_server(tmp_path: Path) -> None:
-    result = run_cli("decompose", str(SAMPLE), "-o", str(tmp_path / "out"), "--layers", "auto", env=base_env())
+def test_with_a_private_redis_server_and_exports(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = run_cli(
+        "decompose", str(SAMPLE), "-o", str(out), "--layers", "auto", "--format", "psd,zip", env=base_env()
+    )
     assert result.returncode == 0, result.stderr
     assert "private redis-server" in result.stderr
-    check_output(tmp_path / "out")
+    manifest = check_output(out)
+    assert manifest["exports"] == {"psd": "exports/poster.psd", "zip": "exports/poster.zip"}
+    psd = PSDImage.open(out / "exports" / "poster.psd")
+    assert len(list(psd)) == len(manifest["layers"])
+    with zipfile.ZipFile(out / "exports" / "poster.zip") as archive:
+        assert "manifest.json" in archive.namelist() and "exports/poster.psd" in archive.namelist()
 
 
 def test_with_the_embedded_store_several_inputs_and_one_bad_file(tmp_path: Path) -> None:
@@ -79,6 +89,8 @@ def test_with_the_embedded_store_several_inputs_and_one_bad_file(tmp_path: Path)
 
 
 def test_usage_errors(tmp_path: Path) -> None:
+    bad_format = run_cli("decompose", str(SAMPLE), "-o", str(tmp_path), "--format", "psd,gif", env=base_env())
+    assert bad_format.returncode == 2 and "unknown format gif" in bad_format.stderr
     missing = run_cli("decompose", str(tmp_path / "nope.png"), "-o", str(tmp_path), env=base_env())
     assert missing.returncode == 2 and "no such file" in missing.stderr
     bad_layers = run_cli("decompose", str(SAMPLE), "-o", str(tmp_path), "--layers", "0", env=base_env())

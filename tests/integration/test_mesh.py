@@ -19,7 +19,7 @@ from poster.v1 import ingest_pb2, job_pb2
 from services.common.blobstore import BlobStore
 from services.common.images import decode_rgb
 from services.common.layers import psnr
-from services.ingest.artifacts import MANIFEST_SCHEMA
+from services.common.manifest import MANIFEST_SCHEMA
 from tests.integration.conftest import upload, wait_for_end
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,8 @@ from PIL import Image
 
 from services.common.blobstore import BlobStore
 from services.common.layers import BBox, Layer, LayerKind, composite
-from services.ingest.artifacts import MANIFEST_SCHEMA, JobOutput, layer_filename, quality_score, write_artifacts
+from services.common.manifest import MANIFEST_SCHEMA, layer_filename
+from services.ingest.artifacts import JobOutput, quality_score, write_artifacts
 
 
 def poster_layers() -> tuple[np.ndarray, list[Layer]]:
@@ -133,6 +134,22 @@ def test_retry_overwrites_instead_of_leaving_orphans(tmp_path) -> None:
 @pytest.mark.parametrize(("db", "score"), [(float("inf"), 100.0), (50.0, 100.0), (32.5, 50.0), (10.0, 0.0)])
 def test_quality_score_scale(db: float, score: float) -> None:
     assert quality_score(db) == score
+
+
+def test_quality_score_weighs_edge_and_ocr_confidence() -> None:
+    def layer(index: int, kind: LayerKind, side: int, confidence: float) -> Layer:
+        return Layer(index, kind, BBox(0, 0, side, side), np.zeros((side, side, 4), np.uint8), confidence=confidence)
+
+    background = layer(0, LayerKind.BACKGROUND, 40, 0.0)
+    # Edge confidence weighs by box area (100 and 900 px): 0.74; OCR confidence is the plain mean: 0.7.
+    shapes = [layer(1, LayerKind.SHAPE, 10, 0.2), layer(2, LayerKind.IMAGE, 30, 0.8)]
+    edge = (0.2 * 100 + 0.8 * 900) / 1000
+    texts = [layer(3, LayerKind.TEXT, 5, 0.9), layer(4, LayerKind.TEXT, 5, 0.5)]
+    assert quality_score(50.0, [background]) == 100.0
+    assert quality_score(50.0, [background, *shapes]) == round(100 * edge**0.5, 2)
+    assert quality_score(50.0, [background, *texts]) == round(100 * 0.7**0.5, 2)
+    assert quality_score(32.5, [background, *shapes, *texts]) == round(50 * (edge * 0.7) ** 0.5, 2)
+    assert quality_score(10.0, [background, *shapes, *texts]) == 0.0
 
 
 def test_layer_filename_is_safe() -> None:

@@ -16,8 +16,9 @@ from PIL import Image
 from samples.synthetic import make_poster
 from services.common.blobstore import BlobStore
 from services.common.errors import InvalidInput, NotFound
+from services.common.manifest import MANIFEST_SCHEMA
 from services.exports import build_exports, ensure_export, export_path, export_stem, store, store_exports
-from services.ingest.artifacts import MANIFEST_SCHEMA, JobOutput, write_artifacts
+from services.ingest.artifacts import JobOutput, write_artifacts
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import numpy as np
 from PIL import Image
 
 from samples.synthetic import make_poster
+from services.common.manifest import layer_filename
 from services.exports import build_exports
-from services.ingest.artifacts import layer_filename
 
 
 def test_zip_from_memory_encodes_full_canvas_layers_and_carries_the_other_formats() -> None:
