@@ -146,11 +146,13 @@ async def test_upload_follow_edit_and_download_in_a_browser(web_url, browser, tm
     await page.mouse.down()
     await page.mouse.move(start_x + 60, start_y + 30, steps=5)
     await page.mouse.up()
+    # The editor updates the fields on its next frame; a loaded machine can take a moment.
+    await wait_until(page, "document.getElementById('tx').value !== '0'", timeout_s=10)
     moved_x = int(await page.locator("#tx").input_value())
     assert moved_x == pytest.approx(60 / box["scale"], abs=3)
     await page.locator("#canvas").focus()
     await page.keyboard.press("Shift+ArrowRight")
-    assert int(await page.locator("#tx").input_value()) == moved_x + 10
+    await wait_until(page, f"document.getElementById('tx').value === '{moved_x + 10}'", timeout_s=10)
     await page.locator("#tr").fill("15")
     assert await page.locator("#tr-out").inner_text() == "15°"
     edited = await canvas_digest(page)
