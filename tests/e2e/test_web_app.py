@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -126,22 +127,30 @@ async def test_upload_follow_edit_and_download_in_a_browser(web_url, browser, tm
 
     # Move the top layer by dragging it on the canvas, then nudge it with the keyboard.
     await top.locator(".layer-name").click()
-    box = await page.evaluate(
-        """() => {
-            const canvas = document.getElementById('canvas');
-            const rect = canvas.getBoundingClientRect();
-            return {left: rect.left, top: rect.top, scale: rect.width / canvas.width};
-        }"""
-    )
     name = await top.locator(".layer-name").inner_text()
-    assert await page.locator("#sel-name").inner_text() == name
+    await wait_until(page, f"document.getElementById('sel-name').textContent === {json.dumps(name)}", timeout_s=10)
     bbox = await page.evaluate(
         "(name) => window.fetch(location.origin + document.querySelector('#dl-psd').getAttribute('href')"
         ".replace(/exports\\/psd$/, '')).then(r => r.json()).then(j => j.layers.find(l => l.name === name).bbox)",
         name,
     )
+    # Measured after the selection panel has appeared (no layout shift left), with the layer's
+    # centre scrolled into the middle of the viewport, where the pointer can reach it.
+    box = await page.evaluate(
+        """(bbox) => {
+            const canvas = document.getElementById('canvas');
+            let rect = canvas.getBoundingClientRect();
+            const scale = rect.width / canvas.width;
+            const y = rect.top + (bbox[1] + bbox[3] / 2) * scale;
+            window.scrollBy(0, y - window.innerHeight / 2);
+            rect = canvas.getBoundingClientRect();
+            return {left: rect.left, top: rect.top, scale: scale};
+        }""",
+        bbox,
+    )
     start_x = box["left"] + (bbox[0] + bbox[2] / 2) * box["scale"]
     start_y = box["top"] + (bbox[1] + bbox[3] / 2) * box["scale"]
+    assert await page.evaluate(f"document.elementFromPoint({start_x}, {start_y}).id") == "canvas"
     await page.mouse.move(start_x, start_y)
     await page.mouse.down()
     await page.mouse.move(start_x + 60, start_y + 30, steps=5)
