@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_message_bytes: int = 32 * 1024 * 1024
     chunk_bytes: int = 1024 * 1024
     shutdown_grace_s: float = 10.0
+    # Prometheus /metrics of a service run on its own (`serve SERVICE`); 0 = none. `up` serves them at the gateway.
+    metrics_port: int = 0
+    metrics_host: str = "0.0.0.0"
     drain_delay_s: float = 2.0
     keepalive_time_ms: int = 30_000
 

@@ -14,6 +14,7 @@ from google.protobuf.message_factory import GetMessageClass
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
+from prometheus_client import start_http_server
 
 from services.common.config import Settings
 from services.common.wire import frame_deserializer, serialize_frame
@@ -75,7 +76,7 @@ class GrpcServer:
 
     def __init__(self, bindings: list[ServiceBinding], settings: Settings, host: str, port: int) -> None:
         self._bindings = bindings
-        self._settings = settings
+        self.settings = settings
         self._address = f"{host}:{port}"
         self._server = grpc.aio.server(interceptors=[aio_server_interceptor()], options=server_options(settings))
         self._health = health.aio.HealthServicer()
@@ -112,8 +113,8 @@ class GrpcServer:
         (so load balancers and probes see NOT_SERVING and route away), then in-flight calls get
         `grace` seconds to finish."""
         await self._health.enter_graceful_shutdown()
-        await asyncio.sleep(self._settings.drain_delay_s if drain_delay is None else drain_delay)
-        await self._server.stop(self._settings.shutdown_grace_s if grace is None else grace)
+        await asyncio.sleep(self.settings.drain_delay_s if drain_delay is None else drain_delay)
+        await self._server.stop(self.settings.shutdown_grace_s if grace is None else grace)
 
     async def wait_for_termination(self) -> None:
         """Returns once the server has stopped."""
@@ -130,6 +131,9 @@ async def serve(
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stopping.set)
+    if server.settings.metrics_port:
+        # Prometheus scrapes this process's counters (the describe service's calls and cache hits, ...).
+        start_http_server(server.settings.metrics_port, addr=server.settings.metrics_host)
     await server.start()
     if warm_up is not None:
         await warm_up()

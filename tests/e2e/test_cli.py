@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -99,8 +100,12 @@ def test_usage_errors(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("service", ["describe", "decompose"])
 def test_serve_one_service_reports_serving_and_drains_on_sigterm(service: str) -> None:
-    port = free_port()
-    env = base_env() | {f"POSTER_{service.upper()}_PORT": str(port)}
+    port, metrics_port = free_port(), free_port()
+    env = base_env() | {
+        f"POSTER_{service.upper()}_PORT": str(port),
+        "POSTER_METRICS_PORT": str(metrics_port),
+        "POSTER_METRICS_HOST": "127.0.0.1",
+    }
     process = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=REPO, env=env)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as open_channel:
@@ -115,6 +120,11 @@ def test_serve_one_service_reports_serving_and_drains_on_sigterm(service: str) -
                     pass
                 assert time.monotonic() < deadline, "never became SERVING"
                 time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
+            metrics = response.read()
+        assert b"process_cpu_seconds_total" in metrics
+        if service == "describe":
+            assert b"poster_describe_cache_hits_total" in metrics
         process.send_signal(signal.SIGTERM)
         assert process.wait(30) == 0
     finally:
