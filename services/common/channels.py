@@ -40,14 +40,6 @@ def channel(target: str, settings: Settings) -> grpc.aio.Channel:
     return grpc.aio.insecure_channel(target, options=options, interceptors=aio_client_interceptors())
 
 
-def remaining_deadline(context: grpc.aio.ServicerContext | None, fallback: float) -> float:
-    """Seconds an outbound call may take: the caller's remaining time, or `fallback` without one."""
-    if context is None:
-        return fallback
-    remaining = context.time_remaining()
-    return fallback if remaining is None else max(0.0, min(fallback, remaining))
-
-
 class Stub:
     """A client of `service` on `open_channel` with the zero-copy tensor chunk codec.
 

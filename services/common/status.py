@@ -31,14 +31,6 @@ def status_for(error: Exception) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def error_from_status(code: grpc.StatusCode, message: str) -> errors.PosterError:
-    """The domain error for a status received from another service."""
-    for error_type, mapped in _CODES:
-        if mapped == code:
-            return error_type(message)
-    return errors.PosterError(f"{code.name}: {message}")
-
-
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 
 
