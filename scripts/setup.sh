@@ -17,6 +17,9 @@ command -v soffice >/dev/null 2>&1 || need_apt+=(libreoffice-impress-nogui)
 command -v pdftoppm >/dev/null 2>&1 || need_apt+=(poppler-utils)
 command -v rsvg-convert >/dev/null 2>&1 || need_apt+=(librsvg2-bin)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# Alert rules and Alertmanager config checks (tests/unit/test_deploy_alerts.py): promtool and amtool.
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -q

@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     metrics_host: str = "0.0.0.0"
     drain_delay_s: float = 2.0
     keepalive_time_ms: int = 30_000
+    # Shared secret of internal gRPC calls (docs/security.md): sent by every channel, required by every server
+    # except on health checks; empty = internal calls are not authenticated.
+    internal_token: str = ""
+
+    # Operations (services/common/logging.py, services/common/metrics.py, docs/operations.md).
+    log_format: Literal["json", "text"] = "json"  # of `serve` and `up`; `decompose` always writes plain lines
+    sentry_dsn: str = ""  # empty: no Sentry error reporting
+    queue_metrics_interval_s: float = 5.0  # how often a runner refreshes poster_queue_length / _pending
 
     # Uploads and layers.
     max_upload_bytes: int = 10 * 1024 * 1024

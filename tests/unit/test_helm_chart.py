@@ -1,0 +1,135 @@
+"""The Helm chart (helm/poster-layers), checked without the helm binary: values against values.schema.json,
+every value a template reads exists, templates are YAML once directives are stripped, and the settings and
+limits they pass are real."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from services.common.config import Settings
+
+CHART = Path(__file__).resolve().parents[2] / "helm" / "poster-layers"
+VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
+SCHEMA = json.loads((CHART / "values.schema.json").read_text())
+TEMPLATES = sorted((CHART / "templates").glob("*.yaml"))
+DIRECTIVE = re.compile(r"\{\{-?.*?-?\}\}")
+
+
+def lookup(tree: object, path: str) -> bool:
+    for key in path.split("."):
+        if not isinstance(tree, dict) or key not in tree:
+            return False
+        tree = tree[key]
+    return True
+
+
+def stripped(text: str) -> str:
+    """The template with directive-only lines dropped and inline directives replaced by a scalar."""
+    lines = [line for line in text.splitlines() if DIRECTIVE.sub("", line).strip() or not line.strip()]
+    return "\n".join(DIRECTIVE.sub("x", line) for line in lines)
+
+
+def test_the_values_match_the_schema() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.Draft202012Validator(SCHEMA).validate(VALUES)
+
+
+@pytest.mark.parametrize(
+    ("path", "bad"),
+    [
+        ("securityContext.allowPrivilegeEscalation", True),
+        ("podSecurityContext.runAsNonRoot", False),
+        ("config.REDIS_URL", "redis://:secret@redis:6379"),
+        ("services.decompose.protocol", "tcp"),
+        ("redis.existingSecret", ""),
+        ("image.cpuTag", "latest"),
+        ("storage.blobRoot", "/data/blobs"),
+    ],
+)
+def test_the_schema_rejects_unsafe_or_wrong_values(path: str, bad: object) -> None:
+    values = copy.deepcopy(VALUES)
+    *parents, last = path.split(".")
+    node = values
+    for key in parents:
+        node = node[key]
+    node[last] = bad
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(SCHEMA).validate(values)
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda path: path.name)
+def test_every_value_a_template_reads_exists(template: Path) -> None:
+    text = template.read_text()
+    paths = re.findall(r"\.Values\.([A-Za-z0-9_.]+)", text)
+    missing = [path for path in paths if not lookup(VALUES, path.rstrip("."))]
+    assert not missing
+    # Inside `range $name, $svc := .Values.services`: every service has the field.
+    for field in set(re.findall(r"\$svc\.([A-Za-z0-9_.]+)", text)):
+        assert all(lookup(service, field) for service in VALUES["services"].values()), field
+
+
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda path: path.name)
+def test_templates_are_yaml_once_directives_are_stripped(template: Path) -> None:
+    documents = [doc for doc in yaml.safe_load_all(stripped(template.read_text())) if doc]
+    assert documents and all(doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"] for doc in documents)
+
+
+def test_the_chart_has_the_kinds_operations_needs() -> None:
+    kinds = {
+        doc["kind"]
+        for template in TEMPLATES
+        for doc in yaml.safe_load_all(stripped(template.read_text()))
+        if doc
+    }
+    assert {
+        "Deployment", "Service", "HorizontalPodAutoscaler", "ScaledObject", "TriggerAuthentication",
+        "PodDisruptionBudget", "Ingress", "PersistentVolumeClaim", "ConfigMap",
+    } <= kinds
+
+
+def test_pods_outlive_their_drain() -> None:
+    drain = VALUES["drain"]["drainDelaySeconds"] + VALUES["drain"]["shutdownGraceSeconds"]
+    for name, service in VALUES["services"].items():
+        assert service["terminationGracePeriodSeconds"] > drain, name
+    runner_grace = VALUES["services"]["runner"]["terminationGracePeriodSeconds"]
+    assert runner_grace > float(VALUES["config"]["JOB_TIMEOUT_S"])  # a job in progress finishes first
+
+
+def test_every_setting_the_chart_passes_is_a_real_setting() -> None:
+    fields = Settings.model_fields
+    assert all(key.lower() in fields for key in VALUES["config"])
+    configmap = (CHART / "templates" / "configmap.yaml").read_text()
+    named = re.findall(r"POSTER_([A-Z_]+):", configmap)
+    assert named and all(name.lower() in fields for name in named), named
+    deployments = (CHART / "templates" / "deployments.yaml").read_text()
+    assert all(name.lower() in fields for name in re.findall(r"name: POSTER_([A-Z_]+)", deployments))
+    for name, service in VALUES["services"].items():
+        if service["protocol"] == "grpc":
+            assert f"{name}_port" in fields and f"{name}_target" in fields
+            assert getattr(Settings(), f"{name}_port") == service["port"]
+
+
+def test_decompose_runs_on_gpu_spot_nodes_and_scales_on_the_stream() -> None:
+    decompose = VALUES["services"]["decompose"]
+    assert decompose["gpu"] >= 1 and decompose["image"] == "cuda" and decompose["nodeSelector"]
+    keys = {toleration["key"] for toleration in decompose["tolerations"]}
+    assert "nvidia.com/gpu" in keys and any("spot" in key for key in keys)
+    deployments = (CHART / "templates" / "deployments.yaml").read_text()
+    assert "nvidia.com/gpu: {{ $svc.gpu }}" in deployments and "grpc:\n              port:" in deployments
+    keda = (CHART / "templates" / "keda.yaml").read_text()
+    assert "type: redis-streams" in keda and "pendingEntriesCount" in keda
+    assert VALUES["keda"]["minReplicaCount"] == 0 and VALUES["keda"]["stream"] == Settings().queue_stream
+
+
+def test_the_ingress_has_tls_from_cert_manager_and_no_secret_is_inlined() -> None:
+    assert VALUES["ingress"]["annotations"]["cert-manager.io/cluster-issuer"]
+    assert "secretName: {{ .Values.ingress.tlsSecretName }}" in (CHART / "templates" / "ingress.yaml").read_text()
+    text = (CHART / "values.yaml").read_text()
+    assert not re.search(r"redis://|-----BEGIN|https://hooks\.slack\.com|sk-[A-Za-z0-9]", text)
