@@ -23,6 +23,7 @@ from services.common.blobstore import BlobStore
 from services.common.channels import channel
 from services.common.config import Settings
 from services.common.convert import options_to_proto
+from services.common.logging import setup_logging
 from services.common.options import JobOptions
 from services.common.redis_client import redis_from_url
 from services.common.server import serve
@@ -185,6 +186,7 @@ async def run_up(args: argparse.Namespace, settings: Settings) -> int:
     from gateway.server import start_gateway
 
     setup_tracing("poster-layers")
+    setup_logging(settings.log_format, sentry_dsn=settings.sentry_dsn)
     port = settings.gateway_port if args.port is None else args.port
     settings = settings.model_copy(update={"grpc_host": args.host, "gateway_host": args.host, "gateway_port": port})
     stopped = _stop_on_signals()
@@ -218,6 +220,7 @@ def _stop_on_signals() -> asyncio.Event:
 async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
     """One service (or the runner) in this process, as a container runs it."""
     setup_tracing(f"poster-{args.service}")
+    setup_logging(settings.log_format, sentry_dsn=settings.sentry_dsn)
     needs_redis = args.service in ("ingest", "runner")
     if needs_redis and not settings.redis_url:
         print(f"poster-layers serve {args.service}: set REDIS_URL", file=sys.stderr)

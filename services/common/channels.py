@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 from google.protobuf.descriptor import ServiceDescriptor
@@ -26,6 +28,42 @@ _IDEMPOTENT_METHODS = [
     {"service": "grpc.health.v1.Health", "method": "Check"},
 ]
 SERVICE_CONFIG = json.dumps({"methodConfig": [{"name": _IDEMPOTENT_METHODS, "retryPolicy": _RETRY_POLICY}]})
+# Metadata key of the internal token (settings.internal_token), checked by services.common.server.
+INTERNAL_TOKEN_KEY = "x-poster-internal-token"
+_Next = Callable[..., Any]
+_Details = grpc.aio.ClientCallDetails
+
+
+class _InternalToken:
+    """Adds the internal token to every call's metadata (an insecure channel cannot carry call credentials)."""
+
+    def __init__(self, token: str) -> None:
+        self._pair = (INTERNAL_TOKEN_KEY, token)
+
+    def _details(self, details: _Details) -> _Details:
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), self._pair)
+        return details._replace(metadata=metadata)  # type: ignore[attr-defined]
+
+
+# One class per call kind: grpc files an interceptor under the first kind it implements only.
+class _UnaryUnaryToken(_InternalToken, grpc.aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(self, continuation: _Next, details: _Details, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _UnaryStreamToken(_InternalToken, grpc.aio.UnaryStreamClientInterceptor):
+    async def intercept_unary_stream(self, continuation: _Next, details: _Details, request: Any) -> Any:
+        return await continuation(self._details(details), request)
+
+
+class _StreamUnaryToken(_InternalToken, grpc.aio.StreamUnaryClientInterceptor):
+    async def intercept_stream_unary(self, continuation: _Next, details: _Details, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
+
+
+class _StreamStreamToken(_InternalToken, grpc.aio.StreamStreamClientInterceptor):
+    async def intercept_stream_stream(self, continuation: _Next, details: _Details, requests: Any) -> Any:
+        return await continuation(self._details(details), requests)
 
 
 def channel(target: str, settings: Settings) -> grpc.aio.Channel:
@@ -37,7 +75,11 @@ def channel(target: str, settings: Settings) -> grpc.aio.Channel:
         ("grpc.enable_retries", 1),
         ("grpc.service_config", SERVICE_CONFIG),
     ]
-    return grpc.aio.insecure_channel(target, options=options, interceptors=aio_client_interceptors())
+    interceptors = [*aio_client_interceptors()]
+    if settings.internal_token:
+        kinds = (_UnaryUnaryToken, _UnaryStreamToken, _StreamUnaryToken, _StreamStreamToken)
+        interceptors.extend(kind(settings.internal_token) for kind in kinds)
+    return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
 
 
 class Stub:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,9 @@ from grpc_reflection.v1alpha import reflection
 from opentelemetry.instrumentation.grpc import aio_server_interceptor
 from prometheus_client import start_http_server
 
+from services.common.channels import INTERNAL_TOKEN_KEY
 from services.common.config import Settings
+from services.common.metrics import GrpcMetricsInterceptor
 from services.common.wire import frame_deserializer, serialize_frame
 
 log = logging.getLogger(__name__)
@@ -71,6 +74,40 @@ def server_options(settings: Settings) -> list[tuple[str, int]]:
     ]
 
 
+class InternalTokenInterceptor(grpc.aio.ServerInterceptor):
+    """Refuses calls without the internal token (settings.internal_token) as UNAUTHENTICATED.
+
+    Health checks are exempt, so probes and load balancers need no secret.
+    """
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None or details.method.startswith(f"/{health.SERVICE_NAME}/"):
+            return handler
+        sent = dict(details.invocation_metadata or ()).get(INTERNAL_TOKEN_KEY, "")
+        # Constant-time comparison: the time taken says nothing about how much of a guess was right.
+        if hmac.compare_digest(sent.encode() if isinstance(sent, str) else sent, self._token):
+            return handler
+
+        async def refuse(request: object, context: grpc.aio.ServicerContext) -> None:
+            await context.abort(
+                grpc.StatusCode.UNAUTHENTICATED,
+                "internal call without the right token: give every service and client the same POSTER_INTERNAL_TOKEN",
+            )
+
+        factory = _HANDLER_FACTORIES[(handler.request_streaming, handler.response_streaming)]
+        return factory(
+            refuse, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
 class GrpcServer:
     """A grpc.aio server for some services, with health NOT_SERVING until `set_serving(True)`."""
 
@@ -78,7 +115,10 @@ class GrpcServer:
         self._bindings = bindings
         self.settings = settings
         self._address = f"{host}:{port}"
-        self._server = grpc.aio.server(interceptors=[aio_server_interceptor()], options=server_options(settings))
+        interceptors = [aio_server_interceptor(), GrpcMetricsInterceptor()]
+        if settings.internal_token:
+            interceptors.append(InternalTokenInterceptor(settings.internal_token))
+        self._server = grpc.aio.server(interceptors=interceptors, options=server_options(settings))
         self._health = health.aio.HealthServicer()
         self.port = 0
 

@@ -24,6 +24,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from poster.v1 import job_pb2
+from services.common import metrics
 from services.common.blobstore import BlobStore
 from services.common.config import Settings
 from services.common.convert import options_from_proto
@@ -31,6 +32,7 @@ from services.common.errors import Cancelled, PosterError
 from services.common.images import decode_rgb
 from services.common.jobqueue import Delivery, JobQueue
 from services.common.jobstore import JobRecord, JobStore
+from services.common.logging import job_context
 from services.common.options import JobOptions
 from services.common.redis_client import REDIS_DOWN
 from services.common.tracing import context_from_traceparent
@@ -86,9 +88,12 @@ class JobRunner:
     async def run(self, stop: asyncio.Event) -> None:
         """Takes and runs jobs until `stop` is set; a job in progress then finishes first."""
         await self._queue.ensure_group()
+        # `serve runner` has no gRPC server (whose serve() exposes /metrics): the runner exposes its own.
+        metrics.expose(self._settings.metrics_port, self._settings.metrics_host)
         async with asyncio.TaskGroup() as group:
             for _ in range(self._settings.runner_concurrency):
                 group.create_task(self._loop(stop))
+            group.create_task(metrics.watch_queue(self._queue.depth, stop, self._settings.queue_metrics_interval_s))
 
     async def _loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -110,6 +115,11 @@ class JobRunner:
 
     async def process(self, delivery: Delivery) -> None:
         """Runs one delivered job to a final status, or leaves it pending for a retry."""
+        # Log lines name the job; the meter counts the attempt's outcome and duration.
+        with job_context(delivery.job_id), metrics.JobMeter():
+            await self._process(delivery)
+
+    async def _process(self, delivery: Delivery) -> None:
         record = await self._store.get(delivery.job_id)
         if record is None or record.terminal:
             # Gone, cancelled while queued, or finished by a runner that died before its ack.
@@ -154,6 +164,7 @@ class JobRunner:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
+        metrics.job_outcome("succeeded")
         if await self._store.finish(record.id, "succeeded", result=result):
             log.info("job %s succeeded", record.id)
         await self._queue.ack(delivery.entry_id)
@@ -161,6 +172,7 @@ class JobRunner:
     async def _fail(self, record: JobRecord, delivery: Delivery, error: BaseException, span: trace.Span) -> None:
         current = await self._store.get(record.id)
         if isinstance(error, asyncio.CancelledError | Cancelled) or (current and current.cancel_requested):
+            metrics.job_outcome("cancelled")
             await self._store.finish(record.id, "cancelled", error="cancelled by request", error_code="CANCELLED")
             await self._queue.ack(delivery.entry_id)
             return
@@ -168,6 +180,7 @@ class JobRunner:
         span.set_status(Status(StatusCode.ERROR, failure.message))
         if failure.transient and delivery.deliveries < self._settings.max_deliveries:
             log.warning("job %s attempt %d failed (%s); it will be retried", record.id, delivery.deliveries, error)
+            metrics.job_outcome("retried")
             # Not acked: after the claim timeout a runner (maybe this one) takes it again.
             await self._store.update(
                 record.id, status="queued", stage="queued", error=failure.message, message="retrying"
@@ -178,11 +191,13 @@ class JobRunner:
             await self._dead_letter(record, delivery, reason)
             return
         log.warning("job %s failed: %s", record.id, failure.message)
+        metrics.job_outcome("failed")
         await self._store.finish(record.id, "failed", error=failure.message, error_code=failure.code)
         await self._queue.ack(delivery.entry_id)
 
     async def _dead_letter(self, record: JobRecord, delivery: Delivery, reason: str) -> None:
         log.error("job %s dead-lettered: %s", record.id, reason)
+        metrics.job_outcome("failed")
         await self._queue.dead_letter(delivery, reason)
         await self._store.finish(record.id, "failed", error=reason, error_code="DEAD_LETTER")
 
@@ -205,6 +220,7 @@ class JobRunner:
         settings = self._settings
         options_proto = json_format.ParseDict(record.options, job_pb2.JobOptions())
         options = options_from_proto(options_proto, settings)
+        metrics.job_engine(options.engine)
         last = {"stage": "", "progress": -1, "time": 0.0}
         # The three stage tasks report concurrently; one at a time keeps stored progress monotonic.
         reporting = asyncio.Lock()
@@ -247,7 +263,9 @@ class JobRunner:
             layer_errors=result.layer_errors,
         )
         formats = options.export_formats if self._settings.exports_at_job_end else ()
-        return await asyncio.to_thread(write_artifacts, self._blobs, output, await source, started, formats)
+        artifacts = await asyncio.to_thread(write_artifacts, self._blobs, output, await source, started, formats)
+        metrics.job_result(result.engine, result.timings_ms, artifacts["layer_count"], artifacts["quality_score"])
+        return artifacts
 
     def _source_pixels(self, uri: str) -> np.ndarray:
         return decode_rgb(self._blobs.get(uri))
