@@ -1,8 +1,12 @@
 """Synthetic posters with ground-truth layers, for tests, benchmarks and the README sample.
 
 Every poster is a stack of straight-alpha layers: a background (flat colour, linear or radial
-gradient, or textured noise), shapes with anti-aliased edges (some semi-transparent), a "photo"
-patch and 1-4 lines of DejaVu text. `image` is the rounded composite of `layers`.
+gradient, smooth or grainy texture, or faint stripes), shapes with anti-aliased edges (some
+semi-transparent, some feathered, some with a drop shadow), a "photo" patch (sometimes with a
+drop shadow) and 1-4 lines of text in DejaVu or, for Korean lines, Nanum fonts. Shapes land
+anywhere, so they overlap each other, the photo and the text. A drop shadow is part of its
+element's layer, as a designer's layer effect flattens into it. `image` is the rounded composite
+of `layers`.
 
 Run `python -m samples.synthetic` to write samples/poster.png (seed 7).
 """
@@ -26,6 +30,30 @@ FONTS = (
     "DejaVuSansCondensed-Bold.ttf",
     "DejaVuSerif.ttf",
 )
+KOREAN_FONT_DIR = Path("/usr/share/fonts/truetype/nanum")
+"""Debian's fonts-nanum."""
+KOREAN_FONTS = (
+    "NanumGothicBold.ttf",
+    "NanumGothic.ttf",
+    "NanumMyeongjoBold.ttf",
+    "NanumBarunGothicBold.ttf",
+    "NanumSquareB.ttf",
+)
+KOREAN_TITLES = (
+    "여름 세일",
+    "음악 축제",
+    "그랜드 오픈",
+    "재즈의 밤",
+    "미술 전시회",
+    "신선한 시장",
+    "도시 마라톤",
+    "도서 박람회",
+)
+KOREAN_WORDS = (
+    "매주 금요일 라이브 공연 무료 입장 시내 공원 온라인 예매 가족 음식 음료 지역 예술가 이번 주말 최저 가격 새로운 시즌"
+)
+KOREAN_SHARE = 0.3
+"""Chance that a text line is Korean."""
 TITLE_WORDS = (
     "SUMMER SALE MUSIC FESTIVAL GRAND OPENING JAZZ NIGHT ART EXPO FRESH MARKET CITY MARATHON BOOK FAIR FILM "
     "WEEK OPEN HOUSE"
@@ -36,6 +64,10 @@ BODY_WORDS = (
 )
 SUPERSAMPLE = 4  # shapes are drawn at 4x and area-downsampled, which anti-aliases their edges
 SHAPES = ("rectangle", "rounded", "circle", "ellipse", "polygon")
+FEATHER_SHARE = 0.2
+"""Chance that a shape's edge is feathered (blurred over several pixels)."""
+SHADOW_SHARE = 0.25
+"""Chance that a shape or the photo casts a drop shadow."""
 
 
 @dataclass
@@ -63,6 +95,8 @@ def make_poster(seed: int, width: int = 864, height: int = 1152) -> SyntheticPos
         box, rgba = _shape(rng, width, height)
         add(LayerKind.SHAPE, box, rgba, f"shape {number}")
     box, rgba = _photo(rng, width, height)
+    if rng.random() < SHADOW_SHARE:
+        box, rgba = _with_shadow(rng, box, rgba, width, height)
     add(LayerKind.IMAGE, box, rgba, "image 1")
 
     lines = _text_lines(rng)
@@ -93,9 +127,9 @@ def _random_color(rng: np.random.Generator) -> np.ndarray:
 
 
 def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
-    """A float RGB plate: flat, linear gradient, radial gradient or textured noise."""
+    """A float RGB plate: flat, linear gradient, radial gradient, textured noise or faint stripes."""
     start, end = _random_color(rng), _random_color(rng)
-    kind = rng.choice(["flat", "linear", "radial", "texture"])
+    kind = rng.choice(["flat", "linear", "radial", "texture", "grain", "stripes"])
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
     if kind == "flat":
         t = np.zeros((height, width))
@@ -108,12 +142,21 @@ def _background(rng: np.random.Generator, width: int, height: int) -> np.ndarray
         # CSS's default extent: the gradient reaches `end` at the farthest corner.
         reach = max(np.hypot(cx - x, cy - y) for x in (0, width) for y in (0, height))
         t = np.hypot(xs - cx, ys - cy) / reach
+    elif kind == "stripes":
+        # A flat colour with faint soft-edged diagonal stripes.
+        end = start + rng.uniform(-24, 24, 3)
+        period = rng.uniform(12, 48)
+        t = 0.5 + 0.5 * np.sin(2 * np.pi * (xs + ys * rng.choice([-1.0, 1.0])) / period)
     else:
         coarse = rng.random((int(rng.integers(3, 9)), int(rng.integers(3, 9))))
         t = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC).clip(0, 1)
     plate = start + (end - start) * t[..., None]
     if kind == "texture":
         plate = plate + rng.normal(0.0, 3.0, (height, width, 1))
+    elif kind == "grain":
+        # Paper or fabric: blurred noise of a few pixels, a few levels per channel.
+        grain = cv2.GaussianBlur(rng.normal(0.0, 1.0, (height, width, 3)), (0, 0), rng.uniform(0.7, 2.0))
+        plate = plate + grain / max(float(grain.std()), 1e-6) * rng.uniform(3.0, 7.0)
     return np.clip(np.round(plate), 0, 255)
 
 
@@ -150,7 +193,60 @@ def _shape(rng: np.random.Generator, width: int, height: int) -> tuple[BBox, np.
     h = w if kind == "circle" else int(rng.uniform(0.1, 0.5) * height)
     x, y = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
     opacity = 1.0 if rng.random() < 0.6 else rng.uniform(0.35, 0.85)
-    return _flat_layer(_figure(rng, kind, w, h) * opacity, _random_color(rng), x, y)
+    coverage = _figure(rng, kind, w, h)
+    if rng.random() < FEATHER_SHARE:
+        coverage, x, y = _feathered(coverage, rng.uniform(2.0, 10.0), x, y)
+    box, rgba = _flat_layer(coverage * opacity, _random_color(rng), x, y)
+    box, rgba = _clipped(box, rgba, width, height)
+    if rng.random() < SHADOW_SHARE:
+        box, rgba = _with_shadow(rng, box, rgba, width, height)
+    return box, rgba
+
+
+def _feathered(coverage: np.ndarray, sigma: float, x: int, y: int) -> tuple[np.ndarray, int, int]:
+    """The coverage blurred by `sigma` px on a margin wide enough for the blur, and its new origin."""
+    pad = int(np.ceil(3 * sigma))
+    padded = np.pad(coverage, pad)
+    return cv2.GaussianBlur(padded, (0, 0), sigma), x - pad, y - pad
+
+
+def _clipped(box: BBox, rgba: np.ndarray, width: int, height: int) -> tuple[BBox, np.ndarray]:
+    """The crop cut to the canvas and then to the tight box of its alpha."""
+    x0, y0 = max(0, box.x), max(0, box.y)
+    x1, y1 = min(width, box.x + box.w), min(height, box.y + box.h)
+    crop = rgba[y0 - box.y : y1 - box.y, x0 - box.x : x1 - box.x]
+    rows, cols = np.nonzero(crop[..., 3])
+    crop = np.ascontiguousarray(crop[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1])
+    return BBox(x0 + int(cols.min()), y0 + int(rows.min()), crop.shape[1], crop.shape[0]), crop
+
+
+def _with_shadow(
+    rng: np.random.Generator, box: BBox, rgba: np.ndarray, width: int, height: int
+) -> tuple[BBox, np.ndarray]:
+    """The element over its own soft drop shadow, as one layer (a layer effect flattened into it)."""
+    sigma = rng.uniform(3.0, 10.0)
+    dx, dy = (int(value) for value in rng.integers(4, 20, 2))
+    strength = rng.uniform(0.3, 0.7)
+    shade = np.array([0.0, 0.0, 0.0]) if rng.random() < 0.7 else _random_color(rng) * 0.3
+    pad = int(np.ceil(3 * sigma))
+    h, w = rgba.shape[:2]
+    grown_h, grown_w = h + 2 * pad + dy, w + 2 * pad + dx
+    element = rgba.astype(np.float64) / np.array([1.0, 1.0, 1.0, 255.0])
+    alpha = np.zeros((grown_h, grown_w))
+    alpha[pad : pad + h, pad : pad + w] = element[..., 3]
+    shadow = np.zeros((grown_h, grown_w))
+    shadow[pad + dy : pad + dy + h, pad + dx : pad + dx + w] = element[..., 3]
+    shadow = cv2.GaussianBlur(shadow, (0, 0), sigma) * strength
+    color = np.zeros((grown_h, grown_w, 3))
+    color[pad : pad + h, pad : pad + w] = element[..., :3]
+    # Straight-alpha "over": the element on top of its shadow.
+    total = alpha + shadow * (1.0 - alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rgb = (color * alpha[..., None] + shade * (shadow * (1.0 - alpha))[..., None]) / total[..., None]
+    rgb = np.where(total[..., None] > 0, rgb, 0.0)
+    alpha8 = np.round(total * 255)
+    merged = np.dstack([np.clip(np.round(rgb), 0, 255), alpha8]).astype(np.uint8)
+    return _clipped(BBox(box.x - pad, box.y - pad, grown_w, grown_h), merged, width, height)
 
 
 def _flat_layer(alpha: np.ndarray, color: np.ndarray, x: int, y: int) -> tuple[BBox, np.ndarray]:
@@ -176,14 +272,22 @@ def _photo(rng: np.random.Generator, width: int, height: int) -> tuple[BBox, np.
     return BBox(x, y, w, h), np.dstack([rgb, np.round(corners * 255).astype(np.uint8)])
 
 
-def _text_lines(rng: np.random.Generator) -> list[tuple[str, str, int]]:
-    """(words, font file, font size) for a title and 0-3 more lines."""
-    title = " ".join(rng.choice(TITLE_WORDS.split(), int(rng.integers(1, 3)), replace=False))
-    lines = [(title, str(rng.choice(FONTS[::2])), int(rng.integers(72, 121)))]
+def _text_lines(rng: np.random.Generator) -> list[tuple[str, Path, int]]:
+    """(words, font file, font size) for a title and 0-3 more lines; about a third of them Korean."""
+    if rng.random() < KOREAN_SHARE:
+        title, title_font = str(rng.choice(KOREAN_TITLES)), KOREAN_FONT_DIR / str(rng.choice(KOREAN_FONTS))
+    else:
+        title = " ".join(rng.choice(TITLE_WORDS.split(), int(rng.integers(1, 3)), replace=False))
+        title_font = FONT_DIR / str(rng.choice(FONTS[::2]))
+    lines = [(title, title_font, int(rng.integers(72, 121)))]
     for _ in range(int(rng.integers(0, 4))):
+        if rng.random() < KOREAN_SHARE:
+            words = " ".join(rng.choice(KOREAN_WORDS.split(), int(rng.integers(2, 4)), replace=False))
+            lines.append((words, KOREAN_FONT_DIR / str(rng.choice(KOREAN_FONTS)), int(rng.integers(28, 61))))
+            continue
         words = " ".join(rng.choice(BODY_WORDS.split(), int(rng.integers(2, 5)), replace=False))
         words = words.capitalize() if rng.random() < 0.6 else words.upper()
-        lines.append((words, str(rng.choice(FONTS)), int(rng.integers(28, 61))))
+        lines.append((words, FONT_DIR / str(rng.choice(FONTS)), int(rng.integers(28, 61))))
     return lines
 
 
@@ -196,10 +300,10 @@ def _text_bands(count: int, height: int) -> list[tuple[int, int]]:
     return bands
 
 
-def _fit_font(name: str, size: int, words: str, max_w: int, max_h: int) -> ImageFont.FreeTypeFont:
+def _fit_font(path: Path, size: int, words: str, max_w: int, max_h: int) -> ImageFont.FreeTypeFont:
     """The font at `size`, shrunk until the line fits the width and band height."""
     while True:
-        font = ImageFont.truetype(str(FONT_DIR / name), size)
+        font = ImageFont.truetype(str(path), size)
         left, top, right, bottom = font.getbbox(words)
         if (right - left <= max_w and bottom - top <= max_h * 0.8) or size <= 12:
             return font

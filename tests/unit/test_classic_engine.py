@@ -7,9 +7,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from samples.synthetic import make_poster
 from services.common.errors import Cancelled, InvalidInput
@@ -17,7 +18,9 @@ from services.common.layers import BBox, Layer, LayerKind, composite, psnr
 from services.common.options import JobOptions
 from services.decompose.engines.classic import ClassicEngine
 from services.decompose.engines.classic.alpha import solve_over
-from services.decompose.engines.classic.candidates import Candidate, reduce_to
+from services.decompose.engines.classic.candidates import Candidate, reduce_to, stack_order
+from services.decompose.engines.classic.ocr import LineReader, TextLine, _join, _line_groups
+from services.decompose.engines.classic.text import _respaced
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "poster.png"
 NAME = re.compile(r"^(background|shape \d+|image \d+|text: .+)$")
@@ -94,8 +97,8 @@ def test_crops_are_tight_and_inside_the_canvas(sample_layers: list[Layer], sampl
 
 
 def test_edges_are_soft(sample_layers: list[Layer]) -> None:
-    text = next(layer for layer in sample_layers if layer.kind == LayerKind.TEXT)
-    alpha = text.rgba[..., 3]
+    # Pooled over the lines: a big bold Hangul title alone is mostly solid strokes.
+    alpha = np.concatenate([layer.rgba[..., 3].ravel() for layer in foreground(sample_layers, LayerKind.TEXT)])
     assert np.count_nonzero((alpha > 0) & (alpha < 255)) > 0.1 * np.count_nonzero(alpha)
 
 
@@ -210,3 +213,154 @@ def test_reduce_merges_smallest_into_nearest_of_same_kind() -> None:
     assert [item.kind for item in merged] == [LayerKind.SHAPE, LayerKind.SHAPE, LayerKind.TEXT]
     assert merged[2].box == BBox(60, 0, 360, 20) and merged[2].text == "A\nB"
     assert reduce_to(stack, 0) == [] and len(reduce_to(stack, 9)) == 4
+
+
+def flat_canvas(width: int, height: int, color: tuple[int, int, int]) -> np.ndarray:
+    return np.broadcast_to(np.array(color, np.float64), (height, width, 3)).copy()
+
+
+def photo_patch(seed: int, width: int, height: int) -> np.ndarray:
+    """A smooth multi-colour patch with fine detail, like the generator's photos."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (4, 5, 3))
+    smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    return np.clip(smooth + cv2.GaussianBlur(rng.normal(0, 40, (height, width, 3)), (0, 0), 3), 0, 255)
+
+
+def foreground(layers: list[Layer], kind: LayerKind) -> list[Layer]:
+    return [layer for layer in layers if layer.kind == kind]
+
+
+def full_alpha(layer: Layer, width: int, height: int) -> np.ndarray:
+    alpha = np.zeros((height, width), np.uint8)
+    alpha[layer.bbox.slices()] = layer.rgba[..., 3]
+    return alpha
+
+
+def test_shape_under_a_photo_is_whole_and_below_it(engine: ClassicEngine) -> None:
+    canvas = flat_canvas(400, 300, (240, 240, 230))
+    canvas[50:200, 50:250] = (200, 30, 40)
+    canvas[120:260, 180:350] = photo_patch(1, 170, 140)
+    image = np.round(canvas).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    (shape,) = foreground(layers, LayerKind.SHAPE)
+    (photo,) = foreground(layers, LayerKind.IMAGE)
+    assert shape.index < photo.index
+    assert shape.color is not None and max(abs(a - b) for a, b in zip(shape.color, (200, 30, 40), strict=True)) <= 3
+    alpha = full_alpha(shape, 400, 300)
+    # The corner under the photo is part of the shape, in the shape's colour.
+    assert np.mean(alpha[52:198, 52:248] >= 250) > 0.98
+    hidden = shape.rgba[120 - shape.bbox.y : 198 - shape.bbox.y, 182 - shape.bbox.x : 248 - shape.bbox.x, :3]
+    assert np.abs(hidden.astype(int) - (200, 30, 40)).max() <= 3
+    assert shape.confidence > 0.9
+
+
+def test_drop_shadow_stays_with_its_element(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    shape = np.zeros((height, width))
+    cv2.circle(shape, (180, 140), 70, 1.0, -1, lineType=cv2.LINE_AA)
+    shadow = cv2.GaussianBlur(np.roll(shape, (12, 12), axis=(0, 1)), (0, 0), 5) * 0.5
+    canvas = flat_canvas(width, height, (230, 220, 120)) * (1 - shadow[..., None])
+    canvas = np.array((30, 60, 200)) * shape[..., None] + canvas * (1 - shape[..., None])
+    image = np.round(canvas).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    assert len(layers) == 2 and layers[1].kind == LayerKind.SHAPE
+    alpha = full_alpha(layers[1], width, height)
+    visible_shadow = (shadow * (1 - shape)) > 0.2
+    assert np.mean(alpha[visible_shadow] > 0) > 0.95
+    assert np.mean(alpha[shape > 0.99] == 255) > 0.99
+
+
+def test_a_photos_drop_shadow_stays_with_the_photo(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    photo = np.zeros((height, width))
+    photo[60:220, 80:300] = 1.0
+    shadow = cv2.GaussianBlur(np.roll(photo, (14, 14), axis=(0, 1)), (0, 0), 6) * 0.6
+    canvas = flat_canvas(width, height, (120, 200, 220)) * (1 - shadow[..., None])
+    canvas[60:220, 80:300] = photo_patch(2, 220, 160)
+    image = np.round(canvas).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    assert [layer.kind for layer in layers] == [LayerKind.BACKGROUND, LayerKind.IMAGE]
+    alpha = full_alpha(layers[1], width, height)
+    assert np.mean(alpha[(shadow * (1 - photo)) > 0.2] > 0) > 0.95
+
+
+def test_translucent_shape_over_a_gradient_keeps_its_opacity_and_colour(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    ramp = np.linspace(20, 235, width)
+    canvas = np.dstack([np.tile(ramp, (height, 1)), np.full((height, width), 120.0), np.tile(ramp[::-1], (height, 1))])
+    canvas[80:220, 100:300] = 0.5 * np.array((20, 200, 60)) + 0.5 * canvas[80:220, 100:300]
+    image = np.round(canvas).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    (shape,) = foreground(layers, LayerKind.SHAPE)
+    inside = shape.rgba[90 - shape.bbox.y : 210 - shape.bbox.y, 110 - shape.bbox.x : 290 - shape.bbox.x]
+    assert abs(float(np.median(inside[..., 3])) - 128) <= 8
+    assert np.abs(np.median(inside[..., :3].reshape(-1, 3), axis=0) - (20, 200, 60)).max() <= 8
+
+
+def test_photo_without_text_gives_sensible_layers(engine: ClassicEngine) -> None:
+    image = np.round(photo_patch(3, 320, 240)).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    assert layers[0].kind == LayerKind.BACKGROUND and not foreground(layers, LayerKind.TEXT)
+    assert len(layers) <= 4
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (17, 5)])
+def test_tiny_images(engine: ClassicEngine, size: tuple[int, int]) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (*size, 3)).astype(np.uint8)
+    layers = run(engine, image)
+    assert layers[0].kind == LayerKind.BACKGROUND
+    assert_exact(layers, image)
+
+
+def test_large_poster(engine: ClassicEngine) -> None:
+    poster = make_poster(5, 1800, 2400)
+    layers = run(engine, poster.image)
+    assert_exact(layers, poster.image)
+    assert len(foreground(layers, LayerKind.TEXT)) >= 1
+
+
+def test_korean_line_is_read() -> None:
+    font = ImageFont.truetype("/usr/share/fonts/truetype/nanum/NanumGothicBold.ttf", 48)
+    canvas = Image.new("RGB", (420, 100), (250, 245, 235))
+    ImageDraw.Draw(canvas).text((20, 20), "여름 음악 축제", font=font, fill=(30, 30, 90))
+    lines = LineReader().read(np.asarray(canvas))
+    assert [line.text for line in lines] == ["여름 음악 축제"]
+    assert 0.6 <= lines[0].score <= 1.0
+
+
+def test_lines_split_at_a_wide_gap_are_joined() -> None:
+    left = TextLine(BBox(10, 20, 100, 40), "GRAND", 0.99, (20.0, 40.0, 60.0, 80.0, 100.0))
+    right = TextLine(BBox(150, 22, 80, 38), "SALE", 0.95, (160.0, 180.0, 200.0, 220.0))
+    overlapping = TextLine(BBox(90, 21, 30, 38), "X", 0.9)
+    below = TextLine(BBox(10, 200, 100, 20), "below", 0.9)
+    groups = sorted(_line_groups([below, right, left]), key=lambda group: group[0].box.y)
+    assert [[part.text for part in group] for group in groups] == [["GRAND", "SALE"], ["below"]]
+    joined = _join(groups[0])
+    assert joined.text == "GRAND SALE" and joined.box == BBox(10, 20, 220, 40) and joined.score == 0.95
+    assert len(joined.char_x) == len("GRAND SALE")
+    assert [part.text for part in _line_groups([left, overlapping])[0]] == ["GRAND", "X"]
+
+
+def test_a_dropped_word_space_is_put_back() -> None:
+    core = np.zeros((20, 100), bool)
+    core[2:18, 0:30] = core[2:18, 40:60] = True  # two words, a 10 px gap (half the ink height)
+    line = TextLine(BBox(0, 0, 100, 20), "ABCDE", 0.99, (5.0, 15.0, 25.0, 45.0, 55.0))
+    assert _respaced(line, core, 0) == "ABC DE"
+    assert _respaced(TextLine(line.box, "ABCDE", 0.99), core, 0) == "ABCDE"
+
+
+def test_label_plate_goes_right_under_its_line() -> None:
+    def candidate(kind: LayerKind, box: BBox, text: str = "") -> Candidate:
+        return Candidate(kind, box, np.ones((box.h, box.w), bool), np.ones((box.h, box.w)), text=text)
+
+    big = candidate(LayerKind.SHAPE, BBox(0, 0, 400, 300))
+    plate = candidate(LayerKind.SHAPE, BBox(20, 400, 200, 50))
+    title = candidate(LayerKind.TEXT, BBox(10, 10, 300, 60), "TITLE")
+    label = candidate(LayerKind.TEXT, BBox(40, 410, 160, 30), "label")
+    assert stack_order([big, plate], [title, label]) == [big, title, plate, label]

@@ -65,3 +65,28 @@ def test_custom_size() -> None:
 def test_committed_sample_is_seed_7() -> None:
     sample = np.asarray(Image.open(SAMPLE).convert("RGB"))
     assert np.array_equal(sample, make_poster(7).image)
+
+
+def test_korean_lines_soft_shadowed_and_textured_elements_occur() -> None:
+    posters = [make_poster(seed, 432, 576) for seed in range(12)]
+    texts = [layer.text for poster in posters for layer in poster.layers if layer.kind == LayerKind.TEXT]
+    assert any(has_hangul(text) for text in texts) and any(text.isascii() for text in texts)
+    elements = [
+        layer for poster in posters for layer in poster.layers if layer.kind in (LayerKind.SHAPE, LayerKind.IMAGE)
+    ]
+    # A drop shadow flattened into its element: dark, partly transparent pixels in an otherwise bright layer.
+    shadowed = [
+        layer
+        for layer in elements
+        if np.any((layer.rgba[..., 3] > 0) & (layer.rgba[..., 3] < 200) & (layer.rgba[..., :3].max(axis=-1) < 60))
+    ]
+    assert shadowed
+    # Feathered: many alpha levels between 0 and the peak, not just an anti-aliased rim.
+    assert any(len(np.unique(layer.rgba[..., 3])) > 100 for layer in elements)
+    # Textured plates vary from pixel to pixel.
+    backgrounds = [poster.layers[0].rgba[..., :3].astype(np.float64) for poster in posters]
+    assert any(np.abs(np.diff(plate, axis=1)).mean() > 2.0 for plate in backgrounds)
+
+
+def has_hangul(text: str) -> bool:
+    return any("\uac00" <= char <= "\ud7a3" for char in text)

@@ -8,6 +8,10 @@ import numpy as np
 
 from services.common.layers import BBox, LayerKind
 
+LABEL_AREA_RATIO = 6.0
+"""An element at most this many times a text line's box, lying under that line alone, is the line's label plate."""
+FRAGMENT_INSIDE = 0.8
+"""Share of an element's box inside a text line's box from which the element is a fragment of the line."""
 KIND_CHANGE_PENALTY = 10_000
 """Extra distance (px) for merging across kinds: a shape joins a shape before it joins a text line."""
 
@@ -26,6 +30,8 @@ class Candidate:
     font_size_px: float = 0.0
     color: tuple[int, int, int] | None = None
     confidence: float = 1.0
+    fill: tuple[int, int, int] | None = None
+    """A flat shape's own colour: under the layers above it, the layer is this colour at `alpha`."""
 
     @property
     def area(self) -> int:
@@ -37,6 +43,56 @@ def as_rgb(color: np.ndarray) -> tuple[int, int, int]:
     """A float colour as the rounded RGB tuple layers carry."""
     red, green, blue = np.clip(np.round(color), 0, 255).astype(int).tolist()
     return red, green, blue
+
+
+def absorb_fragments(elements: list[Candidate], texts: list[Candidate]) -> tuple[list[Candidate], list[Candidate]]:
+    """Small elements lying inside a text line's box joined to that line: glyph ink the line's colour missed.
+
+    Returns the elements left and the text lines, in their orders.
+    """
+    kept = []
+    texts = list(texts)
+    for element in elements:
+        host = next(
+            (
+                number
+                for number, text in enumerate(texts)
+                if element.area < text.area and _shared(element.box, text.box) >= FRAGMENT_INSIDE * element.box.area
+            ),
+            None,
+        )
+        if host is None:
+            kept.append(element)
+        else:
+            texts[host] = _merge(element, texts[host], major=texts[host])
+    return kept, texts
+
+
+def stack_order(elements: list[Candidate], texts: list[Candidate]) -> list[Candidate]:
+    """Elements (bottom to top) and text lines (top to bottom) as one stack, bottom to top.
+
+    Elements come first, except that a label plate (a banner behind one line) goes just under its
+    line, as a designer stacks them: the plate and its text stay neighbours when layers are merged.
+    """
+    plates: dict[int, list[Candidate]] = {}
+    lower = []
+    for element in elements:
+        under = [number for number, text in enumerate(texts) if _shared(element.box, text.box) >= 0.5 * text.box.area]
+        if len(under) == 1 and element.box.area <= LABEL_AREA_RATIO * texts[under[0]].box.area:
+            plates.setdefault(under[0], []).append(element)
+        else:
+            lower.append(element)
+    stack = lower
+    for number, text in enumerate(texts):
+        stack += [*plates.get(number, []), text]
+    return stack
+
+
+def _shared(a: BBox, b: BBox) -> int:
+    """Area of the intersection of two boxes."""
+    w = min(a.x + a.w, b.x + b.w) - max(a.x, b.x)
+    h = min(a.y + a.h, b.y + b.h) - max(a.y, b.y)
+    return max(0, w) * max(0, h)
 
 
 def reduce_to(candidates: list[Candidate], count: int) -> list[Candidate]:
@@ -70,8 +126,9 @@ def _gap(a: BBox, b: BBox) -> float:
     return float(np.hypot(dx, dy))
 
 
-def _merge(lower: Candidate, upper: Candidate) -> Candidate:
-    """One candidate covering both; kind, colour and size come from the larger, texts read top to bottom."""
+def _merge(lower: Candidate, upper: Candidate, major: Candidate | None = None) -> Candidate:
+    """One candidate covering both; kind, colour and size come from `major` (default: the larger), texts
+    read top to bottom."""
     x0, y0 = min(lower.box.x, upper.box.x), min(lower.box.y, upper.box.y)
     x1 = max(lower.box.x + lower.box.w, upper.box.x + upper.box.w)
     y1 = max(lower.box.y + lower.box.h, upper.box.y + upper.box.h)
@@ -83,7 +140,7 @@ def _merge(lower: Candidate, upper: Candidate) -> Candidate:
         cols = slice(part.box.x - x0, part.box.x - x0 + part.box.w)
         support[rows, cols] |= part.support
         alpha[rows, cols] = np.maximum(alpha[rows, cols], np.where(part.support, part.alpha, 0.0))
-    major = max((lower, upper), key=lambda part: part.area)
+    major = major or max((lower, upper), key=lambda part: part.area)
     texts = [part.text for part in sorted((lower, upper), key=lambda part: part.box.y) if part.text]
     return Candidate(
         kind=major.kind,

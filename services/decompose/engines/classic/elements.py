@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import cv2
 import numpy as np
 
@@ -19,11 +21,43 @@ FLAT_BINS = 3
 """A region whose colours (8 levels per channel) mostly fall in this many bins is a shape; else an image."""
 FLAT_SHARE = 0.9
 FIELD_TOLERANCE = 3.0
+DETAIL_WINDOW = 9
+"""Side (px) of the window over which a pixel's detail (mean absolute Laplacian) is averaged."""
+DETAIL_LEVEL = 3.0
+"""Detail (levels) above which a pixel belongs to a photo ..."""
+DETAIL_CALM = 4.0
+"""... or this multiple of the detail of the region's calmest quarter, when larger."""
+DETAIL_MIN_SHARE = 0.05
+"""Smallest share of a region a photo or a smooth part split off by detail may have."""
+GRAIN_SHOWN = 3.0
+"""Multiple of the plate's noise, times the see-through share, that a translucent fill's pixels may stray."""
 """Levels a flat fill's pixels may stray from its colour (compression noise)."""
 FIELD_EDGE_CONTRAST = 20.0
 """Median levels by which the pixels just outside a flat fill must differ from it."""
 MAX_FIELD_TRIES = 8
 """Commonest colours tried as flat fields in one region."""
+FIGURE_SLACK = 0.01
+"""Share of a figure that may disagree with what the poster shows (edge pixels) when completing a shape."""
+OPACITIES = (1.0, 0.85, 0.7, 0.55, 0.4)
+"""Opacities tried when looking for a colour field laid over the plate."""
+OPACITY_MARGIN = 1.3
+"""A lower opacity must gather this many times the pixels of the one before to be preferred."""
+SOLID_FIELD_AREAS = 40
+"""A field without crisp edges counts when at least this many minimal areas large ..."""
+SOLID_SHARE = 0.85
+"""... and filling at least this share of its convex hull."""
+EDGE_FIT_LEVELS = 6.0
+"""Median residual (levels) under which a leftover piece is a field's soft edge or an even shadow."""
+FEATHER_REACH = 32
+"""Farthest (px) a feathered edge may spread from its field's solid part."""
+SHADOW_MAX_RATIO = 0.97
+"""A shadow pixel keeps at most this share of the plate's level in every channel."""
+SHADOW_COLOR_MAX = 100.0
+"""A translucent field this dark (every channel at most this many levels) is a shadow's even middle."""
+SHADOW_SHARE = 0.8
+"""Share of a smooth piece's pixels that must darken the plate evenly for the piece to be a shadow."""
+SHADOW_MIN_LEVEL = 16.0
+"""Plate pixels darker than this in some channel tell too little about a shadow over them."""
 SEAM_SHARE = 0.02
 """Non-flat leftovers of a split region smaller than this share of it join its largest flat part."""
 TRANSLUCENT_FIT_RMS = 3.0
@@ -37,14 +71,19 @@ _SQUARE = np.ones((3, 3), np.uint8)
 
 
 def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
-    """Shape/image candidates of `image` (text already lifted off), largest first so that it lies lowest."""
+    """Shape/image candidates of `image` (text already lifted off), bottom to top.
+
+    Connected regions come largest first. Inside a region where several things overlap, the parts
+    are stacked by occlusion (`_by_occlusion`) and each flat part is completed under the parts above
+    it (`_hidden`), so that moving the upper one uncovers the whole shape.
+    """
     height, width = image.shape[:2]
     deviation = np.abs(image.astype(np.float32) - plate.colors).max(axis=-1)
     mask = cv2.morphologyEx((deviation > plate.strong).astype(np.uint8), cv2.MORPH_CLOSE, _SQUARE)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     min_area = max(MIN_AREA_PX, MIN_AREA_FRACTION * height * width)
-    candidates = []
-    for label in range(1, count):
+    clusters = []
+    for label in sorted(range(1, count), key=lambda label: -stats[label, cv2.CC_STAT_AREA]):
         x, y, w, h, area = (int(value) for value in stats[label])
         if area < min_area:
             continue
@@ -54,15 +93,93 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
         region = labels[rows, cols] == label
         support = _grow(region) & (region | (deviation[rows, cols] > plate.weak))
         pixels, under = image[rows, cols].astype(np.float64), plate.colors[rows, cols]
-        for part in _parts(pixels, under, region, min_area):
-            reach = _grow(part) & support
-            ys, xs = np.nonzero(reach)
+        parts = _by_occlusion(_parts(pixels, under, region, min_area, plate.noise))
+        above = np.zeros_like(region)
+        cluster = []
+        for part in reversed(parts):
+            reach = _grow(part.mask) & support
+            hidden = _hidden(part.core, above) & ~reach
+            ys, xs = np.nonzero(reach | hidden)
             tight = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
             part_box = BBox(
                 box.x + int(xs.min()), box.y + int(ys.min()), int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1
             )
-            candidates.append(_element(pixels[tight], under[tight], part[tight], reach[tight], part_box))
-    return sorted(candidates, key=lambda candidate: -candidate.area)
+            cut = Part(part.mask[tight], part.core[tight], part.shade[tight])
+            cluster.append(_element(pixels[tight], under[tight], cut, reach[tight], hidden[tight], part_box))
+            # Holes in what lies above (a photo's pixels that match the plate) still cover what is beneath.
+            above |= _filled(reach)
+        clusters.extend(reversed(cluster))
+    return clusters
+
+
+def _by_occlusion(parts: list[Part]) -> list[Part]:
+    """Touching parts of one region, bottom to top.
+
+    Of two touching parts, the one that bites into the other's convex hull lies on top: designs are
+    mostly convex figures, and an occluded figure shows a dent where the one above covers it.
+    Each part is ranked by how many touching parts it lies on; ties put the larger part lower.
+    """
+    if len(parts) < 2:
+        return parts
+    hulls = [_hull(part.core) for part in parts]
+    grown = [_near(part.mask) for part in parts]
+    rank = [0] * len(parts)
+    for i in range(len(parts)):
+        for j in range(i + 1, len(parts)):
+            if not (grown[i] & parts[j].mask).any():
+                continue
+            i_bites_j = np.count_nonzero(hulls[j] & parts[i].core)
+            j_bites_i = np.count_nonzero(hulls[i] & parts[j].core)
+            if i_bites_j > j_bites_i:
+                rank[i] += 1
+            elif j_bites_i > i_bites_j:
+                rank[j] += 1
+    order = sorted(range(len(parts)), key=lambda i: (rank[i], -np.count_nonzero(parts[i].mask)))
+    return [parts[i] for i in order]
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    """The mask's convex hull, filled."""
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    filled = np.zeros(mask.shape, np.uint8)
+    if contours:
+        cv2.fillConvexPoly(filled, cv2.convexHull(np.concatenate(contours)), 1)
+    return filled.astype(bool) | mask
+
+
+def _hidden(core: np.ndarray, above: np.ndarray) -> np.ndarray:
+    """Where the part's figure continues under the parts above it.
+
+    The figure is the first of its bounding rectangle, an ellipse through its outline where nothing
+    covers it, and its convex hull, that holds the visible part and adds pixels only under `above`:
+    a completion must never show where the poster shows something else.
+    """
+    if not above.any() or not core.any():
+        return np.zeros_like(core)
+    for figure in _figures(core, above):
+        outside = np.count_nonzero(core & ~figure)
+        stray = np.count_nonzero(figure & ~core & ~_near(above))
+        if outside <= FIGURE_SLACK * np.count_nonzero(core) and stray <= FIGURE_SLACK * np.count_nonzero(figure):
+            return figure & above
+    return _hull(core) & above
+
+
+def _figures(core: np.ndarray, above: np.ndarray) -> list[np.ndarray]:
+    """Candidate whole figures of a partly covered shape: bounding rectangle, fitted ellipse."""
+    ys, xs = np.nonzero(core)
+    rectangle = np.zeros_like(core)
+    rectangle[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
+    figures = [rectangle]
+    contours, _ = cv2.findContours(core.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    points = np.concatenate(contours).reshape(-1, 2)
+    # Only the outline where nothing covers the shape is its own.
+    near = _near(above)
+    own = points[~near[points[:, 1], points[:, 0]]]
+    if len(own) >= 5:
+        ellipse = np.zeros(core.shape, np.uint8)
+        cv2.ellipse(ellipse, cv2.fitEllipse(own.astype(np.float32)), 1, -1)
+        figures.append(ellipse.astype(bool))
+    return figures
 
 
 def _grow(mask: np.ndarray) -> np.ndarray:
@@ -70,58 +187,204 @@ def _grow(mask: np.ndarray) -> np.ndarray:
     return cv2.dilate(mask.astype(np.uint8), _SQUARE, iterations=EDGE_PX).astype(bool)
 
 
-def _parts(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: float) -> list[np.ndarray]:
-    """Splits a region where overlapping things touch: each flat colour field apart, the rest as photos.
+@dataclass
+class Part:
+    """One thing inside a region: its pixels, the ones that show its own fill, and its shadow's."""
 
-    A single flat or translucent shape (or a photo with no flat field) stays whole.
+    mask: np.ndarray
+    core: np.ndarray
+    """Pixels of the part's own fill (for a photo: its inside); classification and hull work on these."""
+    shade: np.ndarray
+    """Pixels of a dark drop shadow the part casts, whose alpha the exact solve finds."""
+
+
+def _parts(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: float, noise: float) -> list[Part]:
+    """Splits a region where overlapping things touch: each colour field apart, the rest as photos.
+
+    A single flat or translucent shape (or a photo with no flat field) stays whole. A leftover piece
+    that lies on the line from the plate to a field's colour is that field's soft edge; one that
+    darkens the plate evenly is the shadow of what it touches; other large ones are photos.
     """
+    whole = Part(region, cv2.erode(region.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region))
     if _translucent_fit(_sample(pixels, region), _sample(under, region))[0] < 1.0:
-        return [region]
-    fields = _flat_fields(pixels, region, min_area)
-    flat = _union(fields, region)
-    if not fields or (len(fields) == 1 and np.count_nonzero(region & ~_grow(flat)) < min_area):
-        return [region]
-    rest = cv2.morphologyEx((region & ~flat).astype(np.uint8), cv2.MORPH_OPEN, _SQUARE)
+        return [whole]
+    fields = _fields(pixels, under, region, min_area, noise)
+    flat = _union([mask for mask, _, _ in fields], region)
+    if not fields:
+        return _by_detail(pixels, under, region, min_area) or [whole]
+    if len(fields) == 1 and np.count_nonzero(region & ~_grow(flat)) < min_area:
+        return [whole]
     # The pieces of one colour field stay together: mostly one shape cut apart by something on top.
-    parts = [part for part in (_union(_pieces(field, min_area), region) for field in fields) if part.any()]
-    major = max(parts, key=np.count_nonzero)
-    for piece in _pieces(rest, min_area):
-        # Small leftovers are seams where things meet (or where text was lifted off), not photos.
-        if np.count_nonzero(piece) < SEAM_SHARE * np.count_nonzero(region):
-            major |= piece
+    parts = []
+    shadows = []
+    for mask, color, opacity in fields:
+        joined = _union(_pieces(mask, min_area), region)
+        if not joined.any():
+            continue
+        if opacity < 1.0 and color.max() <= SHADOW_COLOR_MAX:
+            # Black laid over the plate at an even strength: the flat middle of a drop shadow.
+            shadows.append(joined)
         else:
-            parts.append(piece)
+            parts.append((Part(joined.copy(), joined, np.zeros_like(region)), color))
+    if not parts:
+        # Every field broke into specks: nothing to split by.
+        return [whole]
+    # Without the fields' anti-aliased rims, which would join everything around a field into one piece.
+    rest = region & ~_grow(flat)
+    for part, color in parts:
+        # A feathered or anti-aliased edge: near the field, on the line from the plate to its colour.
+        soft = rest & _within(part.core, FEATHER_REACH) & (_line_residual(pixels, under, color) < EDGE_FIT_LEVELS)
+        part.mask |= soft
+        rest &= ~soft
+    shaded = cv2.morphologyEx((rest & _darkened(pixels, under)).astype(np.uint8), cv2.MORPH_OPEN, _SQUARE)
+    shaded = shaded.astype(bool)
+    rest = cv2.morphologyEx((rest & ~shaded).astype(np.uint8), cv2.MORPH_OPEN, _SQUARE).astype(bool)
+    found = [part for part, _ in parts]
+    photos = []
+    for piece in _pieces(rest, min_area):
+        if np.count_nonzero(piece) < SEAM_SHARE * np.count_nonzero(region):
+            # Small leftovers are seams where things meet (or where text was lifted off), not photos.
+            max(found, key=lambda part: np.count_nonzero(part.mask)).mask |= piece
+        else:
+            photos.append(Part(piece, cv2.erode(piece.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region)))
+    return _with_shadows(found + photos, shadows + _pieces(shaded, min_area))
+
+
+def _with_shadows(parts: list[Part], shadows: list[np.ndarray]) -> list[Part]:
+    """Each drop shadow piece joined to the part (shape or photo) it touches most; a lone one is a part."""
+    for piece in shadows:
+        near = _near(piece)
+        host = max(parts, key=lambda part: np.count_nonzero(near & part.mask))
+        if (near & host.mask).any():
+            host.mask |= piece
+            host.shade |= piece
+        else:
+            parts.append(Part(piece, piece, np.zeros_like(piece)))
     return parts
 
 
-def _flat_fields(pixels: np.ndarray, region: np.ndarray, min_area: float) -> list[np.ndarray]:
-    """Areas of one exact colour (within FIELD_TOLERANCE) with crisp edges, commonest colours first.
+def _by_detail(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: float) -> list[Part]:
+    """A region without colour fields split into its detailed (photo) and smooth (shape, gradient) parts.
 
-    Photos vary from pixel to pixel, so a colour's exact matches there are thin and open away; where
-    a photo saturates or a gradient is slow they are not, but their colour then fades out gently
-    instead of stopping at an edge.
+    A translucent shape over a texture has no single colour, but it is as smooth as the plate, where
+    a photo has detail at every pixel. Empty when the region is all one or the other.
+    """
+    luma = cv2.cvtColor(pixels.astype(np.float32), cv2.COLOR_RGB2GRAY)
+    detail = cv2.blur(np.abs(cv2.Laplacian(luma, cv2.CV_32F)), (DETAIL_WINDOW, DETAIL_WINDOW))
+    # Relative to the region's calmest quarter: a grainy plate shows its grain through a translucent shape.
+    calm = float(np.percentile(detail[region], 25))
+    busy = region & (detail > max(DETAIL_LEVEL, DETAIL_CALM * calm))
+    busy = cv2.morphologyEx(busy.astype(np.uint8), cv2.MORPH_OPEN, _SQUARE, iterations=2).astype(bool)
+    smooth = cv2.morphologyEx((region & ~_grow(busy)).astype(np.uint8), cv2.MORPH_OPEN, _SQUARE, iterations=2)
+    least = max(min_area, DETAIL_MIN_SHARE * np.count_nonzero(region))
+    photos = [piece for piece in _pieces(busy, least)]
+    shapes = [piece for piece in _pieces(smooth.astype(bool), least)]
+    if not photos or not shapes:
+        return []
+    # A smooth piece that only darkens the plate is a photo's drop shadow, not a shape.
+    dark = _darkened(pixels, under)
+    shadows = [piece for piece in shapes if np.mean(dark[piece]) >= SHADOW_SHARE]
+    shapes = [piece for piece in shapes if np.mean(dark[piece]) < SHADOW_SHARE]
+    parts = [
+        Part(piece, cv2.erode(piece.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region))
+        for piece in shapes + photos
+    ]
+    parts = _with_shadows(parts, shadows)
+    # What neither claims (edges between them, specks) joins the part it touches most.
+    for piece in _pieces(region & ~_union([part.mask for part in parts], region), 1):
+        near = _near(piece)
+        max(parts, key=lambda part: np.count_nonzero(near & part.mask)).mask |= piece
+    return parts
+
+
+def _within(mask: np.ndarray, reach: int) -> np.ndarray:
+    """Pixels at most `reach` pixels (chessboard distance) from the mask."""
+    return cv2.dilate(mask.astype(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)).astype(bool)
+
+
+def _line_residual(pixels: np.ndarray, under: np.ndarray, color: np.ndarray) -> np.ndarray:
+    """Per pixel, how far (levels) it lies from the blend of the plate beneath with `color`."""
+    alpha = projected_alpha(pixels, under, color)[..., None]
+    return np.abs(pixels - (under + alpha * (color - under))).max(axis=-1)
+
+
+def _darkened(pixels: np.ndarray, under: np.ndarray) -> np.ndarray:
+    """Pixels that are the plate darkened evenly across channels: a black shadow over it."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = pixels / np.maximum(under, 1.0)
+    spread = np.abs(ratio - ratio.mean(axis=-1, keepdims=True)).max(axis=-1) * under.max(axis=-1)
+    return (
+        (under.min(axis=-1) > SHADOW_MIN_LEVEL) & (ratio.max(axis=-1) < SHADOW_MAX_RATIO) & (spread < EDGE_FIT_LEVELS)
+    )
+
+
+def _fields(
+    pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: float, noise: float
+) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """Areas of one colour at one opacity over the plate, commonest first: (mask, colour, opacity).
+
+    Each opacity in OPACITIES un-blends the pixels from the plate, J = (I - (1 - a) P) / a; a shape
+    of that opacity is one exact colour in J (an opaque one at a = 1). The opacity whose commonest
+    J-colour gathers clearly the most pixels wins; over a flat plate every opacity gathers as many,
+    and the shape counts as opaque. A field needs crisp edges (just outside its anti-aliased rim a
+    flat fill's neighbours are another colour) or must be large and solid (a feathered edge): a
+    photo's exact matches are thin and open away, and where it saturates its colour fades out gently.
     """
     fields = []
     remaining = region.copy()
     for _ in range(MAX_FIELD_TRIES):
         if np.count_nonzero(remaining) < min_area:
             break
-        codes = (pixels[remaining].astype(np.int64) // 8) @ np.array([1024, 32, 1])
-        in_mode = np.zeros_like(remaining)
-        in_mode[remaining] = codes == np.bincount(codes).argmax()
-        color = np.median(pixels[in_mode], axis=0)
-        distance = np.abs(pixels - color).max(axis=-1)
-        match = (remaining & (distance <= FIELD_TOLERANCE)).astype(np.uint8)
-        field = cv2.morphologyEx(match, cv2.MORPH_OPEN, _SQUARE)
-        # Just outside the field's anti-aliased rim, a flat fill's neighbours are another colour.
-        outside = cv2.dilate(field, _SQUARE, iterations=2) & ~cv2.dilate(field, _SQUARE).astype(bool)
-        crisp = outside.any() and np.median(distance[outside.astype(bool)]) >= FIELD_EDGE_CONTRAST
-        if np.count_nonzero(field) >= min_area and crisp:
-            fields.append(field.astype(bool))
-            remaining &= ~field.astype(bool)
+        best = None
+        for opacity in OPACITIES:
+            unblended = (pixels - (1.0 - opacity) * under) / opacity
+            values = unblended[remaining]
+            valid = np.all((values >= 0) & (values <= 255), axis=-1)
+            if not valid.any():
+                continue
+            codes = (values[valid].astype(np.int64) // 8) @ np.array([1024, 32, 1])
+            counts = np.bincount(codes)
+            mode = int(counts.argmax())
+            if best is None or counts[mode] > best[0] * OPACITY_MARGIN:
+                in_mode = np.zeros_like(remaining)
+                in_mode[np.nonzero(remaining)[0][valid], np.nonzero(remaining)[1][valid]] = codes == mode
+                best = (int(counts[mode]), opacity, unblended, in_mode)
+        if best is None:
+            break
+        _, opacity, unblended, in_mode = best
+        color = np.median(unblended[in_mode], axis=0)
+        distance = opacity * np.abs(unblended - color).max(axis=-1)
+        # A translucent fill shows the plate's own grain through it, which the fitted plate lacks.
+        tolerance = max(FIELD_TOLERANCE, GRAIN_SHOWN * (1.0 - opacity) * noise)
+        match = (remaining & (distance <= tolerance)).astype(np.uint8)
+        field = cv2.morphologyEx(match, cv2.MORPH_OPEN, _SQUARE).astype(bool)
+        outside = cv2.dilate(field.astype(np.uint8), _SQUARE, iterations=2).astype(bool) & ~_grow_once(field)
+        crisp = outside.any() and np.median(distance[outside]) >= FIELD_EDGE_CONTRAST
+        size = np.count_nonzero(field)
+        solid = size >= SOLID_FIELD_AREAS * min_area and size >= SOLID_SHARE * np.count_nonzero(_hull(field))
+        if size >= min_area and (crisp or solid):
+            fields.append((field, color, opacity))
+            remaining &= ~field
         else:
             remaining &= ~in_mode
     return fields
+
+
+def _filled(mask: np.ndarray) -> np.ndarray:
+    """The mask with its holes (background pockets not reaching the border) filled."""
+    outside = np.zeros((mask.shape[0] + 2, mask.shape[1] + 2), np.uint8)
+    outside[1:-1, 1:-1] = mask
+    cv2.floodFill(outside, None, (0, 0), 2)
+    return outside[1:-1, 1:-1] != 2
+
+
+def _near(mask: np.ndarray) -> np.ndarray:
+    """The mask grown over the gap that leaving out the anti-aliased rims of fields makes between parts."""
+    return cv2.dilate(mask.astype(np.uint8), _SQUARE, iterations=2 * EDGE_PX + 1).astype(bool)
+
+
+def _grow_once(mask: np.ndarray) -> np.ndarray:
+    return cv2.dilate(mask.astype(np.uint8), _SQUARE).astype(bool)
 
 
 def _pieces(mask: np.ndarray, min_area: float) -> list[np.ndarray]:
@@ -144,18 +407,24 @@ def _sample(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return picked[:: max(1, len(picked) // FIT_SAMPLES)]
 
 
-def _element(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, support: np.ndarray, box: BBox) -> Candidate:
-    """Classifies a region and gives each supported pixel the alpha of its nearest interior colour."""
-    core = cv2.erode(region.astype(np.uint8), _SQUARE).astype(bool)
-    if not core.any():
-        core = region
+def _element(
+    pixels: np.ndarray, under: np.ndarray, part: Part, support: np.ndarray, hidden: np.ndarray, box: BBox
+) -> Candidate:
+    """Classifies a part and gives each supported pixel the alpha of its nearest interior colour.
+
+    A flat or translucent shape also covers `hidden` (where it continues under the parts above) with
+    its own colour and opacity; a photo's hidden part is left to what covers it. Shadow pixels start
+    at alpha 0: the exact solve raises them just enough, which makes them black at the shadow's depth.
+    """
+    core = part.core if part.core.any() else part.mask
     _, nearest = cv2.distanceTransformWithLabels(
         (~core).astype(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
     )
     # Pixel labels count the interior pixels in raster order, as np.nonzero lists them.
     interior = np.stack(np.nonzero(core), axis=-1)[nearest - 1]
     inner_color = pixels[interior[..., 0], interior[..., 1]]
-    coverage = projected_alpha(pixels, under, inner_color)
+    coverage = np.where(part.shade, 0.0, projected_alpha(pixels, under, inner_color))
+    region = part.mask
 
     opacity, color = _translucent_fit(_sample(pixels, core), _sample(under, core))
     if opacity < 1.0:
@@ -164,12 +433,17 @@ def _element(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, support:
         kind, color = LayerKind.SHAPE, np.median(pixels[core], axis=0)
     else:
         kind, color = LayerKind.IMAGE, None
+    alpha = np.where(support, coverage, 0.0) * opacity
+    if kind == LayerKind.SHAPE:
+        support = support | hidden
+        alpha = np.where(hidden & ~region, opacity, alpha)
     return Candidate(
         kind=kind,
         box=box,
         support=support,
-        alpha=coverage * opacity,
+        alpha=alpha,
         color=None if color is None else as_rgb(color),
+        fill=None if color is None else as_rgb(color),
     )
 
 

@@ -12,7 +12,7 @@ from services.common.options import JobOptions
 from services.decompose.engines.base import CancelCheck, ProgressCallback
 from services.decompose.engines.classic.assemble import assemble
 from services.decompose.engines.classic.background import estimate_plate, fill_background
-from services.decompose.engines.classic.candidates import reduce_to
+from services.decompose.engines.classic.candidates import absorb_fragments, reduce_to, stack_order
 from services.decompose.engines.classic.elements import find_elements
 from services.decompose.engines.classic.ocr import LineReader
 from services.decompose.engines.classic.text import extract_text
@@ -25,8 +25,10 @@ class ClassicEngine:
 
     Layers come bottom to top: index 0 is the opaque full-canvas background (the poster with its
     foreground removed and the holes filled from the fitted plate), then shapes and images (larger
-    regions lower), then one text layer per line, top to bottom. Each layer's pixels are solved
-    against the composite of the layers below, so the full composite reproduces the poster.
+    regions lower; overlapping things stacked by occlusion, a flat shape completed under what covers
+    it, a drop shadow inside its element's layer), then one text layer per line, top to bottom, each
+    right above the label plate behind it if it has one. Each layer's pixels are solved against the
+    composite of the layers below, so the full composite reproduces the poster.
 
     `options.layers`: 0 lets the engine decide. N > 0 asks for exactly N layers including the
     background: the smallest foreground layer is merged into its nearest neighbour (same kind
@@ -69,7 +71,7 @@ class ClassicEngine:
         advance()
         plate = estimate_plate(lifted)
         advance()
-        candidates = find_elements(lifted, plate) + texts
+        candidates = stack_order(*absorb_fragments(find_elements(lifted, plate), texts))
         advance()
         covered = np.zeros(image.shape[:2], bool)
         for candidate in candidates:

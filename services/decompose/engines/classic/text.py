@@ -26,6 +26,10 @@ RIVAL_SHARE = 0.5
 """A second colour is weighed against the commonest one only with at least this share of its pixels."""
 RIM_PX = 2
 """Width of the anti-aliased rim around glyph cores."""
+BORDER_NOISE = 24.0
+"""Median deviation (levels) from the border-interpolated underlay above which the border is not underlay."""
+WORD_GAP_SHARE = 0.3
+"""An inkless run of columns at least this share of the ink height wide separates two words."""
 
 _SQUARE = np.ones((3, 3), np.uint8)
 
@@ -53,13 +57,34 @@ def extract_text(image: np.ndarray, lines: list[TextLine]) -> tuple[list[Candida
                 box=box,
                 support=support,
                 alpha=projected_alpha(image[rows, cols].astype(np.float64), under.astype(np.float64), ink),
-                text=line.text,
+                text=_respaced(line, core, box.x),
                 font_size_px=_font_size(line.text, int(ink_rows[-1] - ink_rows[0] + 1)),
                 color=as_rgb(ink),
                 confidence=line.score,
             )
         )
     return candidates, lifted
+
+
+def _respaced(line: TextLine, core: np.ndarray, left: int) -> str:
+    """The line's text with a space wherever the ink shows a word gap the recogniser ran over.
+
+    PP-OCR sometimes drops the space between widely set capitals ("FRESHMARKET"); the glyph cores
+    show the gap, and the recogniser's character centres say which two characters it falls between.
+    """
+    if not line.char_x:
+        return line.text
+    rows = np.nonzero(core.any(axis=1))[0]
+    inked = np.nonzero(core.any(axis=0))[0]
+    min_gap = WORD_GAP_SHARE * (rows[-1] - rows[0] + 1)
+    wide = np.nonzero(np.diff(inked) - 1 >= min_gap)[0]
+    gaps = left + (inked[wide] + inked[wide + 1]) / 2.0
+    text, centres = list(line.text), line.char_x
+    for gap in sorted(gaps, reverse=True):
+        after = int(np.searchsorted(centres, gap))
+        if 0 < after < len(text) and text[after - 1] != " " and text[after] != " ":
+            text.insert(after, " ")
+    return "".join(text)
 
 
 def _glyphs(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
@@ -72,10 +97,20 @@ def _glyphs(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     deviation = np.abs(pixels - rough).max(axis=-1)
     # Most of a line's box is underlay, so the median deviation is the underlay's own noise.
     noise = float(np.median(deviation))
+    inner = np.ones(deviation.shape, bool)
+    if noise > BORDER_NOISE:
+        # The box's border runs over something else (a banner's rounded corners): the underlay is the
+        # box's commonest colour, and only the box's middle, where the glyphs are, picks the ink.
+        rough = np.broadcast_to(_commonest(pixels.reshape(-1, 3)), pixels.shape)
+        deviation = np.abs(pixels - rough).max(axis=-1)
+        noise = float(np.median(deviation))
+        height, width = deviation.shape
+        inner[: height // 4] = inner[height - height // 4 :] = False
+        inner[:, : width // 20] = inner[:, width - width // 20 :] = False
     strong = deviation > strong_deviation(noise)
-    if np.count_nonzero(strong) < MIN_INK_PX:
+    if np.count_nonzero(strong & inner) < MIN_INK_PX:
         return None
-    ink = _ink_color(pixels, strong)
+    ink = _ink_color(pixels, strong & inner)
     # Glyph cores are pixels of the ink colour itself; other colours in the box belong to what lies under it.
     tolerance = max(CORE_TOLERANCE, CORE_SHARE * float(np.abs(ink - np.median(rough.reshape(-1, 3), axis=0)).max()))
     core = strong & (np.abs(pixels - ink).max(axis=-1) <= tolerance)
@@ -108,6 +143,12 @@ def _ink_color(pixels: np.ndarray, strong: np.ndarray) -> np.ndarray:
     # The runner-up only counts when it is a colour field of its own, not the glyphs' anti-aliased rims.
     rivals = [option for option in options if option[1] >= RIVAL_SHARE * options[0][1]]
     return max(rivals, key=lambda option: option[0])[2]
+
+
+def _commonest(colors: np.ndarray) -> np.ndarray:
+    """Median of the colours in the most populated 16-level colour bin."""
+    codes = (colors.astype(np.int64) // 16) @ np.array([256, 16, 1])
+    return np.median(colors[codes == np.bincount(codes).argmax()], axis=0)
 
 
 def _padded(box: BBox, width: int, height: int) -> BBox:
