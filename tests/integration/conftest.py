@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -73,3 +75,14 @@ async def wait_for_end(stub: ingest_pb2_grpc.IngestServiceStub, job_id: str, own
     """Every event of the job until it ends."""
     request = ingest_pb2.WatchJobRequest(job_id=job_id, owner=owner)
     return [response.event async for response in stub.WatchJob(request, timeout=120)]
+
+
+async def wait_until_running(stub: ingest_pb2_grpc.IngestServiceStub, job_id: str, timeout_s: float = 60) -> None:
+    """Returns once the job runs and has made some progress (so a fault lands mid-job)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        current = (await stub.GetJob(ingest_pb2.GetJobRequest(job_id=job_id))).job
+        if current.status == job_pb2.JOB_STATUS_RUNNING and current.progress > 5:
+            return
+        assert time.monotonic() < deadline, "no runner started the job"
+        await asyncio.sleep(0.05)

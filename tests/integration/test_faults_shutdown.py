@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import time
 
 import pytest
 
@@ -15,7 +14,7 @@ from services.assembly import job_queue, job_runner
 from services.common.channels import channel
 from services.common.images import encode_png
 from services.mesh import LocalMesh
-from tests.integration.conftest import upload, wait_for_end
+from tests.integration.conftest import upload, wait_for_end, wait_until_running
 from tests.integration.test_runner_faults import spawn_runner
 
 pytestmark = pytest.mark.integration
@@ -28,13 +27,7 @@ async def test_sigterm_during_a_job_finishes_or_hands_it_back_and_exits(mesh_set
         process = spawn_runner(mesh)
         try:
             job = (await ingest.SubmitJob(upload(poster), timeout=30)).job
-            deadline = time.monotonic() + 60
-            while True:
-                current = (await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=job.id))).job
-                if current.status == job_pb2.JOB_STATUS_RUNNING and current.progress > 5:
-                    break
-                assert time.monotonic() < deadline, "the runner never started the job"
-                await asyncio.sleep(0.05)
+            await wait_until_running(ingest, job.id)
             process.send_signal(signal.SIGTERM)
             exit_code = await asyncio.to_thread(process.wait, 60)
         except subprocess.TimeoutExpired:

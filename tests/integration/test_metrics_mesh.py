@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY, generate_latest
@@ -18,16 +17,9 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def mesh_settings(redis_url: str, tmp_path: Path) -> Settings:
+def mesh_settings(mesh_settings: Settings) -> Settings:
     """The shared mesh settings, with the queue gauges refreshed often."""
-    return Settings(
-        redis_url=redis_url,
-        blob_root=f"file://{tmp_path / 'blobs'}",
-        claim_idle_ms=2000,
-        heartbeat_ms=300,
-        job_timeout_s=120,
-        queue_metrics_interval_s=0.1,
-    )
+    return mesh_settings.model_copy(update={"queue_metrics_interval_s": 0.1})
 
 
 def value(name: str, **labels: str) -> float:

@@ -19,7 +19,7 @@ from services.assembly import job_queue, job_runner
 from services.common.channels import channel
 from services.common.images import encode_png
 from services.mesh import LocalMesh
-from tests.integration.conftest import upload, wait_for_end
+from tests.integration.conftest import upload, wait_for_end, wait_until_running
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
@@ -48,13 +48,7 @@ async def test_a_runner_killed_mid_job_is_replaced_and_the_job_completes_once(me
         doomed = spawn_runner(mesh)
         try:
             job = (await ingest.SubmitJob(upload(poster), timeout=30)).job
-            deadline = time.monotonic() + 60
-            while True:
-                current = (await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=job.id))).job
-                if current.status == job_pb2.JOB_STATUS_RUNNING and current.progress > 5:
-                    break
-                assert time.monotonic() < deadline, "the first runner never started the job"
-                await asyncio.sleep(0.05)
+            await wait_until_running(ingest, job.id)
             doomed.send_signal(signal.SIGKILL)
             doomed.wait(10)
             killed_at = time.monotonic()
