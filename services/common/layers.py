@@ -69,9 +69,9 @@ class Layer:
             )
 
 
-def composite(layers: list[Layer], width: int, height: int) -> np.ndarray:
-    """Alpha-composites layers bottom to top ("over") into an RGB float canvas in [0, 255]."""
-    canvas = np.zeros((height, width, 3), np.float64)
+def composite(layers: list[Layer], width: int, height: int, base: float = 0.0) -> np.ndarray:
+    """Alpha-composites layers bottom to top ("over") onto a grey-level `base` canvas; RGB float in [0, 255]."""
+    canvas = np.full((height, width, 3), base, np.float64)
     for layer in sorted(layers, key=lambda item: item.index):
         rows, cols = layer.bbox.slices()
         alpha = layer.rgba[..., 3:4].astype(np.float64) / 255.0

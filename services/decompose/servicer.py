@@ -12,7 +12,8 @@ from services.common.blobstore import BlobStore
 from services.common.config import Settings
 from services.common.convert import options_from_proto
 from services.common.errors import InvalidInput
-from services.common.images import decode_rgb
+from services.common.images import decode_rgba
+from services.common.source_alpha import clip_to_source, split_source
 from services.common.status import grpc_errors
 from services.common.tensors import layer_wire_frames
 from services.decompose.engines import EngineRegistry
@@ -35,7 +36,8 @@ class DecomposeServicer(decompose_pb2_grpc.DecomposeServiceServicer):
     ) -> AsyncIterator[decompose_pb2.DecomposeResponse]:
         options = options_from_proto(request.options, self._settings)
         engine = self._engines.get(options.engine)
-        image = decode_rgb(await self._source_bytes(request))
+        rgba = decode_rgba(await self._source_bytes(request))
+        image, source_alpha = split_source(rgba)
         height, width = image.shape[:2]
         async with self._slots:
             yield decompose_pb2.DecomposeResponse(
@@ -49,6 +51,8 @@ class DecomposeServicer(decompose_pb2_grpc.DecomposeServiceServicer):
                     progress = layer_pb2.Progress(step=item.step, total=item.total, stage="decompose")
                     yield decompose_pb2.DecomposeResponse(progress=progress)
                     continue
+                if source_alpha is not None:
+                    item = clip_to_source(item, source_alpha)
                 if request.parent_layer_id:
                     item.parent_id = request.parent_layer_id
                     item.id = f"{request.parent_layer_id}.{item.index}"

@@ -59,7 +59,9 @@ def quality_score(psnr_db: float, layers: Sequence[Layer] = ()) -> float:
 
 def build_manifest(output: JobOutput, source_rgb: np.ndarray, files: dict[int, str]) -> dict:
     """manifest.json as a dict (see services/common/manifest.schema.json)."""
-    psnr_db = psnr(source_rgb, np.clip(np.rint(composite(output.layers, output.width, output.height)), 0, 255))
+    # Over white, as the source was flattened: a transparent source (a layer decomposed again) compares like for like.
+    recomposed = composite(output.layers, output.width, output.height, base=255.0)
+    psnr_db = psnr(source_rgb, np.clip(np.rint(recomposed), 0, 255))
     layers = []
     for layer in sorted(output.layers, key=lambda item: item.index):
         entry: dict = {

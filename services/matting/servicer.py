@@ -12,7 +12,8 @@ from services.common.blobstore import BlobStore
 from services.common.config import Settings
 from services.common.convert import matting_from_proto
 from services.common.errors import InvalidInput, PosterError
-from services.common.images import decode_rgb
+from services.common.images import decode_rgba
+from services.common.source_alpha import clip_to_source, split_source
 from services.common.status import grpc_errors
 from services.common.tensors import LayerAssembler, layer_wire_frames
 from services.matting.refine import LayerRefiner
@@ -32,7 +33,9 @@ class MattingServicer(matting_pb2_grpc.MattingServiceServicer):
         first = await anext(request_iterator, None)
         if first is None or first.WhichOneof("frame") != "setup":
             raise InvalidInput("the first Refine frame must be the setup (guide image and parameters)")
-        guide = decode_rgb(await self._guide_bytes(first.setup))
+        guide_rgba = decode_rgba(await self._guide_bytes(first.setup))
+        # A transparent guide (a layer decomposed again): refine on it flattened, then keep layers inside it.
+        guide, guide_alpha = split_source(guide_rgba)
         options = matting_from_proto(first.setup.parameters, self._settings)
         refiner = LayerRefiner(guide, options)
         height, width = guide.shape[:2]
@@ -43,6 +46,8 @@ class MattingServicer(matting_pb2_grpc.MattingServiceServicer):
                 continue
             try:
                 refined = await asyncio.to_thread(refiner.refine, layer)
+                if guide_alpha is not None:
+                    refined = clip_to_source(refined, guide_alpha)
             except PosterError as error:
                 yield matting_pb2.RefineResponse(
                     error=layer_pb2.LayerError(

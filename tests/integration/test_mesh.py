@@ -152,9 +152,21 @@ async def test_decompose_a_layer_again(mesh, ingest, poster_png) -> None:
     assert (child.width, child.height) == (target["bbox"][2], target["bbox"][3])
     events = await wait_for_end(ingest, child.id)
     assert events[-1].status == job_pb2.JOB_STATUS_SUCCEEDED, events[-1].message
-    child_manifest, _ = load_manifest(mesh, (await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=child.id))).job)
+    child_manifest, blobs = load_manifest(mesh, (await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=child.id))).job)
     assert all(layer["parent"] == target["id"] for layer in child_manifest["layers"])
+    # Sub-layers stay inside the decomposed layer: none shows where it was transparent.
+    x, y, w, h = target["bbox"]
+    parent_alpha = _alpha(blobs.get(blobs.uri(f"jobs/{job.id}/{target['file']}")))[y : y + h, x : x + w].astype(int)
+    assert (parent_alpha < 255).any(), "the test needs a layer with transparent parts"
+    for layer in child_manifest["layers"]:
+        child_alpha = _alpha(blobs.get(blobs.uri(f"jobs/{child.id}/{layer['file']}"))).astype(int)
+        assert (child_alpha <= parent_alpha + 1).all(), (layer["id"], int((child_alpha - parent_alpha).max()))
 
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await ingest.DecomposeLayer(ingest_pb2.DecomposeLayerRequest(job_id=job.id, layer_id="L99"), timeout=5)
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def _alpha(png: bytes) -> np.ndarray:
+    with Image.open(io.BytesIO(png)) as image:
+        return np.asarray(image.convert("RGBA"))[..., 3]
