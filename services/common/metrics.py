@@ -1,7 +1,7 @@
 """The mesh's Prometheus metrics, defined once on the process-wide registry (what /metrics serves).
 
 Jobs (duration by engine and outcome, counts by status, in flight, stage milestones, layers,
-quality, GPU-seconds), the queue's backlog, gRPC request latency by method, and the GPU's
+quality, GPU-seconds), result cache lookups, the queue's backlog, gRPC request latency by method, and the GPU's
 memory and temperature when NVML finds one. Names follow Prometheus conventions: units in the
 name, counters end in _total. The alert rules (deploy/prometheus/alerts.yml) and the dashboard
 (deploy/grafana/poster-layers.json) use these names.
@@ -62,6 +62,12 @@ GPU_SECONDS = Histogram(
     "GPU-seconds per succeeded job (decompose time of GPU engines), by engine; _sum is the fleet's GPU time.",
     ["engine"],
     buckets=(1, 5, 10, 20, 30, 60, 120, 300, 600),
+)
+RESULT_CACHE = Counter(
+    "poster_result_cache_lookups_total",
+    "Result cache lookups at submit by outcome: hit, miss, stale (the entry's engine version changed or its files "
+    "are gone), bypass (cache off, the job asked for no_cache, unseeded qwen).",
+    ["outcome"],
 )
 QUEUE_LENGTH = Gauge("poster_queue_length", "Unfinished queue entries: lag (not yet delivered) + pending.")
 QUEUE_PENDING = Gauge("poster_queue_pending", "Queue entries delivered to a runner and not yet acked.")
@@ -139,6 +145,11 @@ def job_result(engine: str, timings_ms: Mapping[str, float], layer_count: int, q
     QUALITY.observe(quality_score)
     if engine in GPU_ENGINES and "decompose" in timings_ms:
         GPU_SECONDS.labels(engine).observe(timings_ms["decompose"] / 1000)
+
+
+def result_cache(outcome: str) -> None:
+    """Counts one result cache lookup at submit (hit, miss, stale or bypass)."""
+    RESULT_CACHE.labels(outcome).inc()
 
 
 async def watch_queue(depth: Callable[[], Any], stop: asyncio.Event, interval_s: float) -> None:
@@ -224,23 +235,47 @@ def _timed(behavior: Callable, response_streaming: bool, service: str, method: s
 
 
 class GpuCollector(Collector):
-    """GPU memory used/total (bytes) and temperature (Celsius) per device, read from NVML at scrape time."""
+    """GPU memory used/total (bytes) and temperature (Celsius) per device, read from NVML at scrape time.
+
+    A reading NVML refuses (a GPU fallen off the bus, temperature not supported on a MIG or vGPU device, the
+    driver reloaded) is left out of that scrape instead of failing all of /metrics, with one warning per kind
+    of failure for the life of the process, not one per scrape.
+    """
 
     def __init__(self, nvml: Any) -> None:
+        """nvml: the pynvml module (nvidia-ml-py), initialised."""
         self._nvml = nvml
+        self._reported: set[tuple[str, str]] = set()
+
+    def _read(self, what: str, read: Callable[[], Any]) -> Any:
+        """read(), or None when NVML raises (warned about once per reading and error)."""
+        try:
+            return read()
+        except self._nvml.NVMLError as error:
+            if (what, str(error)) not in self._reported:
+                self._reported.add((what, str(error)))
+                log.warning("GPU %s unavailable from NVML (%s): left out of /metrics while it fails", what, error)
+            return None
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         nvml = self._nvml
         used = GaugeMetricFamily("poster_gpu_memory_used_bytes", "GPU memory in use.", labels=["gpu"])
         total = GaugeMetricFamily("poster_gpu_memory_total_bytes", "GPU memory installed.", labels=["gpu"])
         temperature = GaugeMetricFamily("poster_gpu_temperature_celsius", "GPU core temperature.", labels=["gpu"])
-        for index in range(nvml.nvmlDeviceGetCount()):
-            handle = nvml.nvmlDeviceGetHandleByIndex(index)
-            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
-            used.add_metric([str(index)], float(memory.used))
-            total.add_metric([str(index)], float(memory.total))
-            celsius = nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)
-            temperature.add_metric([str(index)], float(celsius))
+        for index in range(self._read("count", nvml.nvmlDeviceGetCount) or 0):
+            handle = self._read(f"{index}", lambda index=index: nvml.nvmlDeviceGetHandleByIndex(index))
+            if handle is None:
+                continue
+            memory = self._read(f"{index} memory", lambda handle=handle: nvml.nvmlDeviceGetMemoryInfo(handle))
+            if memory is not None:
+                used.add_metric([str(index)], float(memory.used))
+                total.add_metric([str(index)], float(memory.total))
+            celsius = self._read(
+                f"{index} temperature",
+                lambda handle=handle: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU),
+            )
+            if celsius is not None:
+                temperature.add_metric([str(index)], float(celsius))
         yield from (used, total, temperature)
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
@@ -249,15 +284,17 @@ class GpuCollector(Collector):
 
 
 def gpu_collector() -> GpuCollector | None:
-    """A GpuCollector when NVML is installed and finds a driver with at least one GPU, else None."""
-    try:
-        import pynvml  # nvidia-ml-py; only useful where an NVIDIA driver is installed
+    """A GpuCollector when NVML finds a driver with at least one GPU, else None (logged at debug level only)."""
+    import pynvml  # nvidia-ml-py: ctypes bindings, loading libnvidia-ml.so.1 only in nvmlInit()
 
+    try:
         pynvml.nvmlInit()
-        if pynvml.nvmlDeviceGetCount() == 0:
-            return None
-    except Exception as error:  # ImportError, NVMLError_LibraryNotFound, NVMLError_DriverNotLoaded, ...
+        count = pynvml.nvmlDeviceGetCount()
+    except pynvml.NVMLError as error:  # LibraryNotFound (no driver), DriverNotLoaded, NoPermission, ...
         log.debug("no GPU metrics: %s", error)
+        return None
+    if count == 0:
+        log.debug("no GPU metrics: NVML sees no GPU")
         return None
     return GpuCollector(pynvml)
 

@@ -71,3 +71,51 @@ def test_every_poster_setting_it_sets_exists(dockerfile: Path) -> None:
     env = " ".join(args for name, args in instructions(dockerfile) if name == "ENV")
     names = re.findall(r"POSTER_([A-Z_]+)=", env)
     assert names and all(name.lower() in Settings.model_fields for name in names), names
+
+
+def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
+    """The instructions of each stage (FROM starts one)."""
+    found: list[list[tuple[str, str]]] = []
+    for step in instructions(dockerfile):
+        if step[0] == "FROM":
+            found.append([])
+        found[-1].append(step)
+    return found
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_the_build_stage_installs_the_package_from_what_the_wheel_is_built_of(dockerfile: Path) -> None:
+    build = stages(dockerfile)[0]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    needed = {"pyproject.toml", project["project"]["readme"]}
+    needed |= {pattern.rstrip("*") for pattern in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = {
+        source.rstrip("/")
+        for name, args in build
+        if name == "COPY"
+        for source in [word for word in shlex.split(args) if not word.startswith("--")][:-1]
+    }
+    assert needed <= copied, needed - copied
+    installs = re.findall(r"pip install ([^&]*)", " && ".join(args for name, args in build if name == "RUN"))
+    project_installs = [words for words in map(str.split, installs) if any(w.strip("'").startswith(".") for w in words)]
+    assert project_installs, installs
+    assert all("-e" not in words and "--editable" not in words for words in project_installs)
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_the_runtime_stage_runs_the_installed_package_not_a_source_tree(dockerfile: Path) -> None:
+    runtime = stages(dockerfile)[-1]
+    copies = [args for name, args in runtime if name == "COPY"]
+    assert copies and all(args.startswith("--from=") for args in copies), copies
+    env = " ".join(args for name, args in runtime if name == "ENV")
+    assert "PYTHONPATH" not in env
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_the_header_says_the_internal_token_comes_from_the_environment(dockerfile: Path) -> None:
+    comments = "\n".join(line for line in dockerfile.read_text().splitlines() if line.startswith("#"))
+    assert "-e POSTER_INTERNAL_TOKEN" in comments and "POSTER_INTERNAL_TOKEN=" not in comments
+    named = re.findall(r"POSTER_([A-Z_]+)", comments)
+    assert all(name.lower() in Settings.model_fields for name in named), named
+    env = " ".join(args for name, args in instructions(dockerfile) if name == "ENV")
+    assert "INTERNAL_TOKEN" not in env  # a secret is never baked into the image

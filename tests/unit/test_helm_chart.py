@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from services.common.config import Settings
+from services.common.redis_client import SentinelTarget, parse_sentinel_url
 
 CHART = Path(__file__).resolve().parents[2] / "helm" / "poster-layers"
 VALUES = yaml.safe_load((CHART / "values.yaml").read_text())
@@ -51,6 +52,13 @@ def test_the_values_match_the_schema() -> None:
         ("redis.existingSecret", ""),
         ("image.cpuTag", "latest"),
         ("storage.blobRoot", "/data/blobs"),
+        ("secrets.internalToken", ""),
+        ("config.INTERNAL_TOKEN", "inlined-secret"),
+        ("redis.sentinel.hosts", []),
+        ("redis.sentinel.hosts", ["redis://sentinel:26379"]),
+        ("redis.sentinel.hosts", ["sentinel"]),
+        ("redis.sentinel.masterName", "my/master"),
+        ("redis.sentinel.db", -1),
     ],
 )
 def test_the_schema_rejects_unsafe_or_wrong_values(path: str, bad: object) -> None:
@@ -124,7 +132,7 @@ def test_decompose_runs_on_gpu_spot_nodes_and_scales_on_the_stream() -> None:
     deployments = (CHART / "templates" / "deployments.yaml").read_text()
     assert "nvidia.com/gpu: {{ $svc.gpu }}" in deployments and "grpc:\n              port:" in deployments
     keda = (CHART / "templates" / "keda.yaml").read_text()
-    assert "type: redis-streams" in keda and "pendingEntriesCount" in keda
+    assert "type: redis-streams" in keda and "type: redis-sentinel-streams" in keda and "pendingEntriesCount" in keda
     assert VALUES["keda"]["minReplicaCount"] == 0 and VALUES["keda"]["stream"] == Settings().queue_stream
 
 
@@ -133,3 +141,93 @@ def test_the_ingress_has_tls_from_cert_manager_and_no_secret_is_inlined() -> Non
     assert "secretName: {{ .Values.ingress.tlsSecretName }}" in (CHART / "templates" / "ingress.yaml").read_text()
     text = (CHART / "values.yaml").read_text()
     assert not re.search(r"redis://|-----BEGIN|https://hooks\.slack\.com|sk-[A-Za-z0-9]", text)
+
+
+def enclosing_blocks(text: str, marker: str) -> list[str]:
+    """The template blocks (if/range/with) open where `marker` first appears, outermost first."""
+    position = text.index(marker)
+    stack: list[str] = []
+    for match in DIRECTIVE.finditer(text[:position]):
+        action = match.group(0).strip("{}- ")
+        word = action.split(None, 1)[0] if action else ""
+        if word in ("if", "range", "with", "define", "block"):
+            stack.append(action)
+        elif word == "end":
+            stack.pop()
+    return stack
+
+
+def env_of(document: dict) -> list[dict]:
+    return document["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
+DEPLOYMENTS = (CHART / "templates" / "deployments.yaml").read_text()
+
+
+def test_every_deployment_gets_the_internal_token_from_a_secret() -> None:
+    # Unconditional inside the per-service loop: every enabled service, the runner and the gateway included.
+    assert enclosing_blocks(DEPLOYMENTS, "name: POSTER_INTERNAL_TOKEN") == [
+        "range $name, $svc := .Values.services",
+        "if $svc.enabled",
+    ]
+    documents = [doc for doc in yaml.safe_load_all(stripped(DEPLOYMENTS)) if doc and doc["kind"] == "Deployment"]
+    assert documents
+    for document in documents:
+        [token] = [entry for entry in env_of(document) if entry["name"] == "POSTER_INTERNAL_TOKEN"]
+        assert set(token) == {"name", "valueFrom"} and set(token["valueFrom"]["secretKeyRef"]) == {"name", "key"}
+    assert "secretKeyRef:\n                  name: {{ $.Values.secrets.internalToken }}\n" in DEPLOYMENTS
+    assert VALUES["secrets"]["internalToken"] and "internal_token" in Settings.model_fields
+
+
+def render_sentinel_url(values: dict, passwords: dict[str, str]) -> str:
+    """The REDIS_URL value of the Sentinel branch as Helm, then Kubernetes' $(VAR) expansion, would make it."""
+    [line] = [line for line in DEPLOYMENTS.splitlines() if "redis+sentinel://" in line]
+    text = line.split('value: "', 1)[1].rsplit('"', 1)[0]
+
+    def value(path: str) -> object:
+        node: object = values
+        for key in path.removeprefix("$.Values.").split("."):
+            assert isinstance(node, dict)
+            node = node[key]
+        return node
+
+    text = re.sub(r"\{\{ if (\S+) \}\}(.*?)\{\{ end \}\}", lambda m: m.group(2) if value(m.group(1)) else "", text)
+    text = re.sub(r'\{\{ join "," (\S+) \}\}', lambda m: ",".join(value(m.group(1))), text)
+    text = re.sub(r"\{\{ (\S+) \}\}", lambda m: str(value(m.group(1))), text)
+    assert "{{" not in text
+    return re.sub(r"\$\((\w+)\)", lambda m: passwords[m.group(1)], text)
+
+
+@pytest.mark.parametrize("sentinel_key", ["", "sentinel-password"])
+def test_the_sentinel_url_the_chart_builds_is_one_the_services_parse(sentinel_key: str) -> None:
+    values = copy.deepcopy(VALUES)
+    values["redis"]["sentinel"].update(enabled=True, db=2, sentinelPasswordSecretKey=sentinel_key)
+    url = render_sentinel_url(values, {"REDIS_PASSWORD": "0f3a9c", "REDIS_SENTINEL_PASSWORD": "77be21"})
+    hosts = values["redis"]["sentinel"]["hosts"]
+    assert parse_sentinel_url(url) == SentinelTarget(
+        sentinels=tuple((host.split(":")[0], int(host.split(":")[1])) for host in hosts),
+        master_name=values["redis"]["sentinel"]["masterName"],
+        db=2,
+        password="0f3a9c",
+        sentinel_password="77be21" if sentinel_key else None,
+    )
+
+
+def test_the_passwords_are_defined_before_the_url_that_uses_them() -> None:
+    # Kubernetes expands $(VAR) only from variables listed earlier in the same container.
+    [document] = [doc for doc in yaml.safe_load_all(stripped(DEPLOYMENTS)) if doc and doc["kind"] == "Deployment"]
+    names = [entry["name"] for entry in env_of(document)]
+    sentinel_url = next(i for i, entry in enumerate(env_of(document)) if "redis+sentinel" in str(entry.get("value")))
+    assert names.index("REDIS_PASSWORD") < sentinel_url and names.index("REDIS_SENTINEL_PASSWORD") < sentinel_url
+
+
+def test_keda_follows_the_same_sentinels_with_the_passwords_from_the_secret() -> None:
+    keda = (CHART / "templates" / "keda.yaml").read_text()
+    sentinel = keda.split("type: redis-sentinel-streams", 1)[1].split("{{- else }}", 1)[0]
+    for field in ("addresses:", "sentinelMaster:", "databaseIndex:"):
+        assert field in sentinel
+    assert "join \",\" $.Values.redis.sentinel.hosts" in sentinel
+    assert enclosing_blocks(keda, "parameter: sentinelPassword") == [
+        "if .Values.keda.enabled",
+        "if and .Values.redis.sentinel.enabled .Values.redis.sentinel.sentinelPasswordSecretKey",
+    ]

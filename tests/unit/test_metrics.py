@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 
+import pynvml
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, CollectorRegistry, Gauge, generate_latest
 
 from services.common import metrics
 from services.common.jobqueue import QueueDepth
@@ -89,9 +91,27 @@ async def test_the_queue_watcher_sets_lag_plus_pending_and_survives_redis_down()
 
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU is present")
-def test_no_gpu_metrics_without_a_gpu() -> None:
-    assert metrics.gpu_collector() is None
-    assert value("poster_gpu_memory_total_bytes", gpu="0") == 0
+def test_without_a_gpu_there_are_no_gpu_gauges_and_no_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(pynvml.NVMLError):  # the real library, finding no driver here
+        pynvml.nvmlInit()
+    with caplog.at_level(logging.DEBUG, logger=metrics.__name__):
+        assert metrics.gpu_collector() is None
+    assert [record.levelno for record in caplog.records] == [logging.DEBUG]
+    assert b"poster_gpu_" not in generate_latest(REGISTRY)  # absent, not zero
+
+
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="a GPU is present")
+def test_nvml_failing_at_scrape_time_leaves_the_gpu_out_and_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    # The real pynvml with no library loaded raises NVMLError_Uninitialized on every call, as NVML does after
+    # a driver reload: the scrape still answers, with the other metrics, and one warning in the log.
+    registry = CollectorRegistry()
+    registry.register(metrics.GpuCollector(pynvml))
+    Gauge("poster_test_other", "A metric beside the GPU's.", registry=registry).set(3)
+    with caplog.at_level(logging.WARNING, logger=metrics.__name__):
+        pages = [generate_latest(registry).decode() for _ in range(3)]
+    assert all("poster_test_other 3.0" in page and "poster_gpu_memory_used_bytes{" not in page for page in pages)
+    [warning] = caplog.records
+    assert "Uninitialized" in warning.getMessage() and "left out of /metrics" in warning.getMessage()
 
 
 @pytest.mark.skipif(shutil.which("nvidia-smi") is None, reason="needs an NVIDIA GPU")
