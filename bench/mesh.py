@@ -86,7 +86,7 @@ async def bench_mesh(poster: Path, runs: int) -> dict:
     data = poster.read_bytes()
     image = decode_rgb(data)
     with tempfile.TemporaryDirectory() as blob_dir:
-        settings = Settings(blob_root=f"file://{blob_dir}")
+        settings = Settings(blob_root=f"file://{blob_dir}", result_cache_enabled=False)  # every job runs
         blobs = BlobStore(settings.blob_root)
         engine = ClassicEngine()
         async with LocalMesh(settings) as mesh, channel(mesh.ingest_target, settings) as open_channel:

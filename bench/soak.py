@@ -72,7 +72,10 @@ async def soak(args: argparse.Namespace) -> dict:
     """Runs the soak and returns the report."""
     posters = [encode_png(make_poster(seed, width=args.width, height=args.height).image) for seed in range(8)]
     with tempfile.TemporaryDirectory(prefix="poster-soak-") as blobs:
-        settings = Settings(redis_url="", blob_root=f"file://{blobs}", default_engine="classic")
+        # Cache off: every job must run, not copy the result of an earlier job on the same poster.
+        settings = Settings(
+            redis_url="", blob_root=f"file://{blobs}", default_engine="classic", result_cache_enabled=False
+        )
         async with LocalMesh(settings, runners=args.runners) as mesh, channel(mesh.ingest_target, settings) as chan:
             assert mesh.redis is not None and mesh.redis.process is not None, "the soak needs redis-server on PATH"
             redis_pid = int((await mesh.redis.client.info("server"))["process_id"])

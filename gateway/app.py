@@ -26,10 +26,11 @@ from gateway.limits import RateLimiter
 from gateway.middleware import BodyLimit, RequestContext, SecurityHeaders
 from gateway.owners import Identifier, Sessions
 from gateway.quotas import MonthlyQuota
-from gateway.routes import files, jobs, ops, session
+from gateway.routes import batches, files, jobs, ops, session
 from gateway.routes.deps import SECURITY_SCHEMES
 from gateway.state import Gateway
 from services.assembly import upload_limits
+from services.common.batchstore import BatchStore
 from services.common.blobstore import BlobStore
 from services.common.channels import channel
 from services.common.config import Settings
@@ -112,6 +113,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis, ingest_target: 
                 jobs=TtlCache(settings.gateway_cache_entries),
                 manifests=TtlCache(max(16, settings.gateway_cache_entries // 10)),
                 views=TtlCache(settings.gateway_cache_entries),
+                batches=BatchStore(redis_client, ttl_seconds=settings.job_ttl_s),
             )
             yield
 
@@ -169,7 +171,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis, ingest_target: 
     _document_security(app)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for router in (jobs.router, files.router, session.router, ops.router):
+    for router in (jobs.router, batches.router, files.router, session.router, ops.router):
         app.include_router(router)
 
     @app.get("/", include_in_schema=False)

@@ -18,6 +18,7 @@ from gateway.owners import Caller, Identifier
 from gateway.quotas import MonthlyQuota
 from gateway.views import job_view
 from poster.v1 import job_pb2
+from services.common.batchstore import BatchRecord, BatchStore
 from services.common.blobstore import BlobStore
 from services.common.config import Settings
 from services.ingest.validation import UploadLimits
@@ -40,6 +41,7 @@ class Gateway:
     jobs: TtlCache[tuple[str, str], job_pb2.Job]
     manifests: TtlCache[str, dict]
     views: TtlCache[tuple[str, str], bytes]  # rendered status JSON of finished jobs
+    batches: BatchStore
 
     def _job_ttl(self, job: job_pb2.Job) -> float:
         if status_name(job.status) in TERMINAL:
@@ -56,16 +58,38 @@ class Gateway:
         """The job's API view as JSON; a finished job's is rendered once and kept (it never changes)."""
         body = self.views.get((caller.owner, job_id))
         if body is None:
-            job = await self.job(caller, job_id)
+            body = await self.render(caller, await self.job(caller, job_id))
+        return body
+
+    async def render(self, caller: Caller, job: job_pb2.Job) -> bytes:
+        """The API view of a job already in hand, as JSON (kept once it finished, as status_json keeps it)."""
+        body = self.views.get((caller.owner, job.id))
+        if body is None:
             manifest = await self.manifest(job) if job.result.manifest_uri else None
             body = json.dumps(job_view(job, manifest), separators=(",", ":")).encode()
             if status_name(job.status) in TERMINAL:
-                self.views.put((caller.owner, job_id), body, self.settings.gateway_terminal_cache_s)
+                self.views.put((caller.owner, job.id), body, self.settings.gateway_terminal_cache_s)
         return body
 
     def remember(self, caller: Caller, job: job_pb2.Job) -> None:
         """Puts a job the gateway just got from ingest (submit, cancel) in the cache."""
         self.jobs.put((caller.owner, job.id), job, self._job_ttl(job))
+
+    async def batch(self, caller: Caller, batch_id: str) -> BatchRecord:
+        """The caller's batch; 404 if it does not exist or is someone else's."""
+        record = await self.batches.get(batch_id)
+        if record is None or record.owner != caller.owner:
+            raise not_found(f"no batch {batch_id}")
+        return record
+
+    async def batch_jobs(self, caller: Caller, record: BatchRecord) -> list[job_pb2.Job]:
+        """The batch's jobs in submission order; 410 once their records have expired."""
+        try:
+            return list(await asyncio.gather(*(self.job(caller, job_id) for job_id in record.job_ids)))
+        except GatewayError as error:
+            if error.status != 404:
+                raise
+            raise GatewayError(410, "gone", f"the jobs of batch {record.id} are no longer stored") from None
 
     async def manifest(self, job: job_pb2.Job) -> dict:
         """A succeeded job's manifest."""

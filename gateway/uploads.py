@@ -12,12 +12,14 @@ from gateway.errors import GatewayError
 from poster.v1 import job_pb2
 from services.common.convert import ENGINES as ENGINE_VALUES
 from services.common.convert import EXPORT_FORMATS as FORMAT_VALUES
+from services.common.convert import MATTING_METHODS as MATTING_VALUES
 from services.common.errors import InvalidInput
 from services.ingest.image_formats import EXTENSIONS, LABELS, describe_other
 from services.ingest.validation import UploadLimits, check_declared, sniff_format
 
 ENGINES = {name: value for value, name in ENGINE_VALUES.items()}
 FORMATS = {name: value for value, name in FORMAT_VALUES.items()}
+MATTING = {name: value for value, name in MATTING_VALUES.items()}
 HEAD_BYTES = 16  # enough for every signature sniff_format and describe_other know
 
 
@@ -59,12 +61,20 @@ def _suffix(filename: str) -> str:
 
 
 def parse_options(
-    layers: str, engine: str, describe: str, formats: Iterable[str], max_layers: int
+    layers: str,
+    engine: str,
+    describe: str,
+    formats: Iterable[str],
+    max_layers: int,
+    no_cache: bool = False,
+    matting: str = "",
 ) -> job_pb2.JobOptions:
     """JobOptions from the form fields; 400 with the reason for a value that is not allowed.
 
     layers: "auto" or 1..max_layers; engine: auto|classic|qwen; describe: a describer name
-    ("" = the service default); formats: export formats, repeated or comma-separated.
+    ("" = the service default); formats: export formats, repeated or comma-separated; no_cache: run
+    even if the result cache holds the result (docs/cache.md); matting: off|guided|deep ("" = the
+    service default).
     """
     layers = (layers or "auto").strip().lower()
     if layers == "auto":
@@ -86,10 +96,15 @@ def parse_options(
     describer = (describe or "").strip()
     if describer and not describer.replace("-", "").replace("_", "").isalnum():
         raise GatewayError(400, "bad_option", f"describe must be a describer name such as 'local', not {describer!r}")
-    # Only what the caller chose is set: zero values leave the rest (matting, ...) to the service defaults.
+    method = (matting or "").strip().lower()
+    if method and method not in MATTING:
+        raise GatewayError(400, "bad_option", f"matting must be one of {', '.join(MATTING)}, not {method!r}")
+    # Only what the caller chose is set: zero values leave the rest (matting parameters, ...) to the service defaults.
     return job_pb2.JobOptions(
+        matting=job_pb2.MattingParameters(method=MATTING[method]) if method else None,
         layers=count,
         engine=ENGINES[engine],
         describer=describer,
         export_formats=[FORMATS[name] for name in dict.fromkeys(wanted)],
+        no_cache=no_cache,
     )

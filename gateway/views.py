@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from gateway.events import stage_name, status_name
 from poster.v1 import job_pb2
+from services.batches import job_state, summarize
+from services.common.batchstore import BatchRecord
 from services.common.convert import ENGINES, EXPORT_FORMATS
 
 API = "/api/v1"
@@ -49,6 +51,7 @@ def job_view(job: job_pb2.Job, manifest: dict | None = None) -> dict:
         "updated_at": _time(job.updated_at),
         "parent_job_id": job.parent_job_id or None,
         "parent_layer_id": job.parent_layer_id or None,
+        "cached_from": job.cached_from or None,
         "options": {
             "layers": options.layers or "auto",
             "engine": ENGINES.get(options.engine, "auto"),
@@ -66,3 +69,19 @@ def job_view(job: job_pb2.Job, manifest: dict | None = None) -> dict:
         view["links"]["manifest"] = f"{url}/manifest"
         view["links"]["exports"] = {name: f"{url}/exports/{name}" for name in EXPORT_FORMATS.values()}
     return view
+
+
+def batch_summary(record: BatchRecord, jobs: list[job_pb2.Job]) -> dict:
+    """A batch's n of m: {"batch_id", "total", "done", a count per status, "progress" (0..1), "status"}."""
+    return {"batch_id": record.id, **summarize([job_state(job) for job in jobs])}
+
+
+def batch_view(record: BatchRecord, jobs: list[job_pb2.Job], job_views: list[dict]) -> dict:
+    """The API's view of a batch: its summary, its jobs (as GET /jobs/{id} shows them), refusals and links."""
+    url = f"{API}/batches/{record.id}"
+    return {
+        **batch_summary(record, jobs),
+        "jobs": job_views,
+        "rejected": record.rejected,
+        "links": {"self": url, "results": f"{url}/results.zip", "events": f"{url}/events"},
+    }

@@ -28,6 +28,7 @@ from services.describe.build import build_describe
 from services.describe.servicer import DescribeServicer
 from services.ingest.jobs import JobService
 from services.ingest.pipeline import StageStubs
+from services.ingest.result_cache import ResultCache
 from services.ingest.runner import JobRunner
 from services.ingest.servicer import IngestServicer
 from services.ingest.validation import UploadLimits
@@ -89,10 +90,11 @@ def decompose_service(settings: Settings, port: int) -> BuiltService:
 
 
 def matting_service(settings: Settings, port: int) -> BuiltService:
-    """MattingService."""
+    """MattingService; SERVING once the deep method's solvers are compiled, when settings.matting_warm_deep."""
     servicer = MattingServicer(BlobStore(settings.blob_root), settings)
     binding = bind(matting_pb2.DESCRIPTOR.services_by_name["MattingService"], servicer)
-    return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port))
+    warm_up = servicer.warm_up if settings.matting_warm_deep else None
+    return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port), warm_up)
 
 
 def describe_service(settings: Settings, port: int, redis_client: aioredis.Redis | None = None) -> BuiltService:
@@ -112,6 +114,7 @@ def ingest_service(settings: Settings, port: int, redis_client: aioredis.Redis) 
         job_queue(redis_client, settings),
         BlobStore(settings.blob_root),
         upload_limits(settings),
+        ResultCache(redis_client, settings),
     )
     servicer = IngestServicer(jobs, settings)
     binding = bind(ingest_pb2.DESCRIPTOR.services_by_name["IngestService"], servicer)
@@ -153,6 +156,7 @@ def job_runner(
         BlobStore(settings.blob_root),
         stubs,
         settings,
+        ResultCache(redis_client, settings),
     )
 
     async def close() -> None:

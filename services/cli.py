@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import json
 import logging
+import secrets
 import signal
 import sys
 import tempfile
 from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -19,19 +21,25 @@ from tqdm import tqdm
 
 from poster.v1 import ingest_pb2, ingest_pb2_grpc, job_pb2
 from services.assembly import SERVICES, build_service, job_runner
+from services.batch_inputs import Input, expand_inputs, output_dirs
+from services.batches import ensure_zip_exports, job_state, write_results_zip
 from services.common.blobstore import BlobStore
 from services.common.channels import channel
 from services.common.config import Settings
 from services.common.convert import options_to_proto
+from services.common.errors import InvalidInput
 from services.common.logging import setup_logging
 from services.common.options import JobOptions
 from services.common.redis_client import redis_from_url
 from services.common.server import serve
 from services.common.tracing import setup_tracing
+from services.common.zip_batch import ZipLimits
 from services.exports import FORMATS
 from services.mesh import LocalMesh
 
 UPLOAD_CHUNK = 256 * 1024
+# Inputs read and being uploaded at once: each one is in memory (up to the upload byte limit) meanwhile.
+UPLOADS_IN_FLIGHT = 4
 tracer = trace.get_tracer("poster.cli")
 
 
@@ -62,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     decompose = commands.add_parser("decompose", help="decompose posters into layers through the local mesh")
-    decompose.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="PNG, JPEG or WebP files")
+    decompose.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="PNG, JPEG or WebP files, or ZIPs of them"
+    )
     decompose.add_argument("-o", "--output", type=Path, required=True, metavar="OUTDIR")
     decompose.add_argument("--layers", type=_layers, default=0, metavar="N|auto", help="layer count (default auto)")
     decompose.add_argument("--engine", choices=["auto", "classic", "qwen"], default="auto")
@@ -74,6 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="psd,pptx,svg,zip|all",
         help="also write these exports to OUTDIR/exports/",
     )
+    decompose.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="decompose even if the result cache holds the result (kept only with REDIS_URL and POSTER_BLOB_ROOT set)",
+    )
 
     up = commands.add_parser("up", help="run every service, the job runner, and the gateway with the web app")
     up.add_argument("--host", default="127.0.0.1", help="address the gRPC services and the gateway bind")
@@ -84,9 +99,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _upload(path: Path, options: job_pb2.JobOptions) -> AsyncIterator[ingest_pb2.SubmitJobRequest]:
-    data = path.read_bytes()
-    metadata = ingest_pb2.SubmitJobMetadata(filename=path.name, size_bytes=len(data), options=options)
+async def _upload(
+    filename: str, data: bytes, options: job_pb2.JobOptions, batch_id: str
+) -> AsyncIterator[ingest_pb2.SubmitJobRequest]:
+    metadata = ingest_pb2.SubmitJobMetadata(filename=filename, size_bytes=len(data), options=options, batch_id=batch_id)
     yield ingest_pb2.SubmitJobRequest(metadata=metadata)
     for offset in range(0, len(data), UPLOAD_CHUNK):
         yield ingest_pb2.SubmitJobRequest(chunk=data[offset : offset + UPLOAD_CHUNK])
@@ -106,23 +122,56 @@ def save_outputs(blobs: BlobStore, job: job_pb2.Job, outdir: Path) -> dict:
     return manifest
 
 
+@dataclass
+class BatchRun:
+    """The jobs of one run as a batch: its id ("" for a single image), a gate on uploads, and its n of m."""
+
+    batch_id: str
+    total: int
+    done: int = 0
+    rejected: list[dict] = field(default_factory=list)  # submissions ingest refused, for batch.json
+    gate: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(UPLOADS_IN_FLIGHT))
+
+    def ended(self) -> None:
+        """Counts one job as done (in any way) and says so for a batch."""
+        self.done += 1
+        if self.batch_id:
+            tqdm.write(f"batch: {self.done}/{self.total} done")
+
+
+async def _submit(
+    stub: ingest_pb2_grpc.IngestServiceStub, item: Input, options: job_pb2.JobOptions, run: BatchRun
+) -> job_pb2.Job | None:
+    """The queued job, or None (with a message) if the input could not be read or was refused."""
+    async with run.gate:
+        try:
+            data = await asyncio.to_thread(item.read)
+            return (await stub.SubmitJob(_upload(item.filename, data, options, run.batch_id), timeout=60)).job
+        except (InvalidInput, grpc.aio.AioRpcError) as error:
+            detail = str(error) if isinstance(error, InvalidInput) else error.details()
+            code = "invalid_input" if isinstance(error, InvalidInput) else error.code().name.lower()
+    tqdm.write(f"{item.label}: rejected: {detail}", file=sys.stderr)
+    run.rejected.append({"filename": item.label, "error": code, "detail": detail})
+    return None
+
+
 async def decompose_one(
     stub: ingest_pb2_grpc.IngestServiceStub,
     blobs: BlobStore,
-    path: Path,
+    item: Input,
     outdir: Path,
     options: job_pb2.JobOptions,
     position: int,
     watch_timeout_s: float,
-) -> bool:
-    """Submits one file, shows its progress bar, writes its outputs; False (with a message) if it failed."""
-    with tracer.start_as_current_span("poster-layers decompose", attributes={"poster.file": path.name}):
-        try:
-            job = (await stub.SubmitJob(_upload(path, options), timeout=60)).job
-        except grpc.aio.AioRpcError as error:
-            tqdm.write(f"{path}: rejected: {error.details()}", file=sys.stderr)
-            return False
-        with tqdm(total=100, desc=path.name, position=position, unit="%", leave=True) as bar:
+    run: BatchRun,
+) -> job_pb2.Job | None:
+    """Submits one input, shows its progress bar, writes its outputs; the job as it ended (None if refused)."""
+    with tracer.start_as_current_span("poster-layers decompose", attributes={"poster.file": item.filename}):
+        job = await _submit(stub, item, options, run)
+        if job is None:
+            run.ended()
+            return None
+        with tqdm(total=100, desc=item.filename, position=position, unit="%", leave=True) as bar:
             watch = ingest_pb2.WatchJobRequest(job_id=job.id)
             async for response in stub.WatchJob(watch, timeout=watch_timeout_s):
                 event = response.event
@@ -131,52 +180,80 @@ async def decompose_one(
             job = (await stub.GetJob(ingest_pb2.GetJobRequest(job_id=job.id), timeout=30)).job
             if job.status == job_pb2.JOB_STATUS_SUCCEEDED:
                 bar.update(100 - bar.n)
+    run.ended()
     if job.status != job_pb2.JOB_STATUS_SUCCEEDED:
-        tqdm.write(f"{path}: {job_pb2.JobStatus.Name(job.status).lower()}: {job.error}", file=sys.stderr)
-        return False
+        tqdm.write(f"{item.label}: {job_pb2.JobStatus.Name(job.status).lower()}: {job.error}", file=sys.stderr)
+        return job
     manifest = await asyncio.to_thread(save_outputs, blobs, job, outdir)
     tqdm.write(
-        f"{path} -> {outdir}: {len(manifest['layers'])} layers, quality {manifest['quality_score']}, "
+        f"{item.label} -> {outdir}: {len(manifest['layers'])} layers, quality {manifest['quality_score']}, "
         f"trace {manifest['trace_id']}"
     )
-    return True
+    return job
+
+
+def write_batch_zip(blobs: BlobStore, path: Path, run: BatchRun, jobs: list[job_pb2.Job], rejected: list[dict]) -> None:
+    """OUTDIR/batch.zip: every succeeded job's results and batch.json, as the gateway's results.zip has them."""
+    states = [job_state(job) for job in jobs]
+    exports = ensure_zip_exports(blobs, states)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        write_results_zip(out, blobs, run.batch_id, states, exports, [*rejected, *run.rejected])
 
 
 async def run_decompose(args: argparse.Namespace, settings: Settings) -> int:
-    """The main job: every input through the in-process mesh; exit status 0 only if all succeeded."""
+    """The main job: every input (a ZIP's images each) through the in-process mesh; 0 only if all succeeded."""
     missing = [str(path) for path in args.inputs if not path.is_file()]
     if missing:
         print(f"poster-layers: no such file: {', '.join(missing)}", file=sys.stderr)
         return 2
     setup_tracing("poster-layers")
     options = options_to_proto(JobOptions(layers=args.layers, engine=args.engine, export_formats=args.formats))
+    options.no_cache = args.no_cache
     with contextlib.ExitStack() as stack:
+        expansion = expand_inputs(args.inputs, ZipLimits.from_settings(settings), stack)
+        for line in [*expansion.refused, *expansion.skipped]:
+            print(line, file=sys.stderr)
+        inputs = expansion.inputs
+        if not inputs:
+            print("poster-layers: no image to decompose", file=sys.stderr)
+            return 1
         if "blob_root" not in settings.model_fields_set:
             # The CLI's jobs are throwaway: keep their blobs in a temporary folder.
             temporary = stack.enter_context(tempfile.TemporaryDirectory(prefix="poster-layers-"))
             settings = settings.model_copy(update={"blob_root": f"file://{temporary}"})
+        # Several images, or any ZIP, are one batch, with one ZIP of all results.
+        run = BatchRun(secrets.token_urlsafe(12) if len(inputs) > 1 or expansion.zipped else "", len(inputs))
         async with LocalMesh(settings) as mesh:
             print(f"poster-layers: job state in {mesh.redis.description}", file=sys.stderr)
             blobs = BlobStore(settings.blob_root)
-            several = len(args.inputs) > 1
+            targets = list(zip(inputs, output_dirs(inputs, args.output), strict=True))
             async with channel(mesh.ingest_target, settings) as ingest:
                 stub = ingest_pb2_grpc.IngestServiceStub(ingest)
-                results = await asyncio.gather(
+                jobs = await asyncio.gather(
                     *(
                         decompose_one(
                             stub,
                             blobs,
-                            path,
-                            args.output / path.stem if several else args.output,
+                            item,
+                            outdir,
                             options,
                             index,
                             # A job waits in the queue behind the others, then runs within its limit.
-                            settings.job_timeout_s * (len(args.inputs) + 1),
+                            settings.job_timeout_s * (len(inputs) + 1),
+                            run,
                         )
-                        for index, path in enumerate(args.inputs)
+                        for index, (item, outdir) in enumerate(targets)
                     )
                 )
-    return 0 if all(results) else 1
+            ended = [job for job in jobs if job is not None]
+            succeeded = sum(job.status == job_pb2.JOB_STATUS_SUCCEEDED for job in ended)
+            if run.batch_id and succeeded:
+                path = args.output / "batch.zip"
+                await asyncio.to_thread(write_batch_zip, blobs, path, run, ended, expansion.rejected)
+                print(f"{path}: the results of {succeeded} of {len(inputs)} jobs")
+    # Skipped ZIP members are reported, not failures; a refused input or a job that did not succeed is.
+    return 0 if succeeded == len(inputs) and not expansion.refused else 1
 
 
 async def run_up(args: argparse.Namespace, settings: Settings) -> int:

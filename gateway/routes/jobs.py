@@ -47,15 +47,21 @@ class DecomposeBody(BaseModel):
 async def submit_jobs(
     gw: GatewayDep,
     caller: CallerDep,
-    file: Annotated[list[UploadFile], File(description="PNG, JPEG or WebP; repeat the field for a batch")],
+    file: Annotated[list[UploadFile], File(description="PNG, JPEG, WebP or a ZIP of them; repeat it for a batch")],
     layers: Annotated[str, Form(description="'auto' or a layer count")] = "auto",
     engine: Annotated[str, Form(description="auto, classic or qwen")] = "auto",
     describe: Annotated[str, Form(description="describer name, e.g. 'local'; empty = default")] = "",
     formats: Annotated[list[str], Form(description="export formats to build at job end: psd, pptx, svg, zip")] = [],  # noqa: B006
+    no_cache: Annotated[bool, Form(description="run even if the result cache holds the result")] = False,
+    matting: Annotated[str, Form(description="edge matting: off, guided or deep; empty = default")] = "",
     idempotency_key: Annotated[str | None, Header(description="same key, same job(s) on a retry")] = None,
 ) -> JSONResponse:
-    """202 with {"batch_id", "jobs": [job...], "rejected": [...]}; a batch counts once against the rate limit."""
-    options = parse_options(layers, engine, describe, formats, gw.settings.max_layers)
+    """202 with {"batch_id", "jobs": [job...], "rejected": [...]}; a batch counts once against the rate limit.
+
+    Several images, or any ZIP, make a batch (GET /batches/{batch_id}); a ZIP's members that are not
+    images are listed in "rejected" with the reason.
+    """
+    options = parse_options(layers, engine, describe, formats, gw.settings.max_layers, no_cache, matting)
     outcome = await submit_batch(gw, caller, file, options, idempotency_key or "")
     body = {
         "batch_id": outcome.batch_id or None,

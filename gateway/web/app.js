@@ -31,7 +31,7 @@ async function loadSession() {
   for (let n = 1; n <= Math.min(limits.max_layers, 30); n++) layers.add(new Option(String(n), String(n)));
   const megabytes = (limits.max_upload_bytes / 2 ** 20).toFixed(0);
   $("limits-note").textContent =
-    `PNG, JPEG or WebP, up to ${megabytes} MB each, ${limits.max_batch_files} at a time`;
+    `PNG, JPEG or WebP (or a ZIP of them), up to ${megabytes} MB each, ${limits.max_batch_files} files at a time`;
   $("signin").hidden = !(session.keys_required && !session.signed_in);
   $("upload").hidden = session.keys_required && !session.signed_in;
   const quota = session.quota ? ` · ${session.quota.remaining} of ${session.quota.limit} jobs left this month` : "";
@@ -73,6 +73,7 @@ async function upload(files) {
   }
   const body = await response.json();
   for (const job of body.jobs) track(job);
+  if (body.batch_id) trackBatch(body.batch_id, files.length === 1 ? files[0].name : `${body.jobs.length} images`);
   if (body.rejected.length) {
     show($("upload-error"), body.rejected.map((item) => item.detail).join(" "));
   }
@@ -157,6 +158,46 @@ function track(job) {
   source.addEventListener("error", () => {
     // The browser reconnects by itself (with Last-Event-ID); a closed stream means it gave up.
     if (source.readyState === EventSource.CLOSED) finish(card, job.id);
+  });
+}
+
+// ---- batches: n of m done, one ZIP of all results ------------------------------------------
+
+function renderBatch(card, summary) {
+  const { done, total, succeeded } = summary;
+  const percent = Math.round(summary.progress * 100);
+  card.className = `batch ${summary.status}`;
+  card.querySelector(".batch-count").textContent = `${done} of ${total} done`;
+  const bar = card.querySelector(".bar");
+  bar.setAttribute("aria-valuenow", String(percent));
+  bar.setAttribute("aria-label", `${card.querySelector(".batch-name").textContent}: ${done} of ${total} done`);
+  bar.querySelector("span").style.width = `${percent}%`;
+  // The ZIP holds every succeeded job's results: offered once all jobs ended and one succeeded.
+  card.querySelector(".batch-download").hidden = !(done === total && succeeded > 0);
+}
+
+/** A card for a batch with its n of m and, once it ended, a link to one ZIP of all results. */
+function trackBatch(id, name) {
+  const card = $("batch-template").content.firstElementChild.cloneNode(true);
+  card.dataset.batch = id;
+  card.querySelector(".batch-name").textContent = `Batch: ${name}`;
+  const link = card.querySelector(".batch-download");
+  link.href = `/api/v1/batches/${id}/results.zip`;
+  $("jobs").prepend(card);
+  const source = new EventSource(`/api/v1/batches/${id}/events`);
+  const onEvent = (message) => renderBatch(card, JSON.parse(message.data));
+  source.addEventListener("progress", onEvent);
+  source.addEventListener("end", (message) => {
+    onEvent(message);
+    source.close();
+  });
+  source.addEventListener("error", async () => {
+    if (source.readyState !== EventSource.CLOSED) return;
+    try {
+      renderBatch(card, await api(`/api/v1/batches/${id}`));
+    } catch {
+      // Expired or gone: the card keeps what it last showed.
+    }
   });
 }
 

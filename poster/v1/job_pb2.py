@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from poster.v1 import layer_pb2 as poster_dot_v1_dot_layer__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13poster/v1/job.proto\x12\tposter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15poster/v1/layer.proto\"\x82\x01\n\x11MattingParameters\x12(\n\x06method\x18\x01 \x01(\x0e\x32\x18.poster.v1.MattingMethod\x12\x0e\n\x06radius\x18\x02 \x01(\r\x12\x0b\n\x03\x65ps\x18\x03 \x01(\x01\x12\x13\n\x0bmin_area_px\x18\x04 \x01(\r\x12\x11\n\tmargin_px\x18\x05 \x01(\r\"\xb0\x02\n\nJobOptions\x12\x0e\n\x06layers\x18\x01 \x01(\r\x12!\n\x06\x65ngine\x18\x02 \x01(\x0e\x32\x11.poster.v1.Engine\x12\x12\n\nresolution\x18\x03 \x01(\r\x12\r\n\x05steps\x18\x04 \x01(\r\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06prompt\x18\x06 \x01(\t\x12-\n\x07matting\x18\x07 \x01(\x0b\x32\x1c.poster.v1.MattingParameters\x12\x11\n\tdescriber\x18\x08 \x01(\t\x12/\n\x0e\x65xport_formats\x18\t \x03(\x0e\x32\x17.poster.v1.ExportFormat\x12\x16\n\x0etrue_cfg_scale\x18\n \x01(\x02\x12\x15\n\ruse_en_prompt\x18\x0b \x01(\x08\x42\x07\n\x05_seed\"\xd7\x01\n\tJobResult\x12\x14\n\x0cmanifest_uri\x18\x01 \x01(\t\x12\x12\n\nlayer_uris\x18\x02 \x03(\t\x12\x39\n\x0b\x65xport_uris\x18\x03 \x03(\x0b\x32$.poster.v1.JobResult.ExportUrisEntry\x12\x13\n\x0blayer_count\x18\x04 \x01(\r\x12\x1d\n\x15recomposition_psnr_db\x18\x05 \x01(\x01\x1a\x31\n\x0f\x45xportUrisEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.poster.v1.JobStatus\x12\"\n\x05stage\x18\x05 \x01(\x0e\x32\x13.poster.v1.JobStage\x12\x10\n\x08progress\x18\x06 \x01(\r\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12&\n\x07options\x18\t \x01(\x0b\x32\x15.poster.v1.JobOptions\x12\x17\n\x0fsource_filename\x18\n \x01(\t\x12\x15\n\rsource_sha256\x18\x0b \x01(\t\x12\r\n\x05width\x18\x0c \x01(\r\x12\x0e\n\x06height\x18\r \x01(\r\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06result\x18\x10 \x01(\x0b\x32\x14.poster.v1.JobResult\x12\x15\n\rparent_job_id\x18\x11 \x01(\t\x12\x17\n\x0fparent_layer_id\x18\x12 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x13 \x01(\r\x12\x12\n\nerror_code\x18\x14 \x01(\t\"\xea\x01\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.poster.v1.JobStatus\x12\"\n\x05stage\x18\x04 \x01(\x0e\x32\x13.poster.v1.JobStage\x12\x10\n\x08progress\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05layer\x18\x08 \x01(\x0b\x32\x16.poster.v1.LayerHeader*V\n\x06\x45ngine\x12\x16\n\x12\x45NGINE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x45NGINE_AUTO\x10\x01\x12\x12\n\x0e\x45NGINE_CLASSIC\x10\x02\x12\x0f\n\x0b\x45NGINE_QWEN\x10\x03*{\n\rMattingMethod\x12\x1e\n\x1aMATTING_METHOD_UNSPECIFIED\x10\x00\x12\x16\n\x12MATTING_METHOD_OFF\x10\x01\x12\x19\n\x15MATTING_METHOD_GUIDED\x10\x02\x12\x17\n\x13MATTING_METHOD_DEEP\x10\x03*\x8a\x01\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XPORT_FORMAT_PSD\x10\x01\x12\x16\n\x12\x45XPORT_FORMAT_PPTX\x10\x02\x12\x15\n\x11\x45XPORT_FORMAT_SVG\x10\x03\x12\x15\n\x11\x45XPORT_FORMAT_ZIP\x10\x04*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xad\x01\n\x08JobStage\x12\x19\n\x15JOB_STAGE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STAGE_QUEUED\x10\x01\x12\x17\n\x13JOB_STAGE_DECOMPOSE\x10\x02\x12\x15\n\x11JOB_STAGE_MATTING\x10\x03\x12\x16\n\x12JOB_STAGE_DESCRIBE\x10\x04\x12\x14\n\x10JOB_STAGE_EXPORT\x10\x05\x12\x12\n\x0eJOB_STAGE_DONE\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13poster/v1/job.proto\x12\tposter.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15poster/v1/layer.proto\"\x82\x01\n\x11MattingParameters\x12(\n\x06method\x18\x01 \x01(\x0e\x32\x18.poster.v1.MattingMethod\x12\x0e\n\x06radius\x18\x02 \x01(\r\x12\x0b\n\x03\x65ps\x18\x03 \x01(\x01\x12\x13\n\x0bmin_area_px\x18\x04 \x01(\r\x12\x11\n\tmargin_px\x18\x05 \x01(\r\"\xc2\x02\n\nJobOptions\x12\x0e\n\x06layers\x18\x01 \x01(\r\x12!\n\x06\x65ngine\x18\x02 \x01(\x0e\x32\x11.poster.v1.Engine\x12\x12\n\nresolution\x18\x03 \x01(\r\x12\r\n\x05steps\x18\x04 \x01(\r\x12\x11\n\x04seed\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\x0e\n\x06prompt\x18\x06 \x01(\t\x12-\n\x07matting\x18\x07 \x01(\x0b\x32\x1c.poster.v1.MattingParameters\x12\x11\n\tdescriber\x18\x08 \x01(\t\x12/\n\x0e\x65xport_formats\x18\t \x03(\x0e\x32\x17.poster.v1.ExportFormat\x12\x16\n\x0etrue_cfg_scale\x18\n \x01(\x02\x12\x15\n\ruse_en_prompt\x18\x0b \x01(\x08\x12\x10\n\x08no_cache\x18\x0c \x01(\x08\x42\x07\n\x05_seed\"\xd7\x01\n\tJobResult\x12\x14\n\x0cmanifest_uri\x18\x01 \x01(\t\x12\x12\n\nlayer_uris\x18\x02 \x03(\t\x12\x39\n\x0b\x65xport_uris\x18\x03 \x03(\x0b\x32$.poster.v1.JobResult.ExportUrisEntry\x12\x13\n\x0blayer_count\x18\x04 \x01(\r\x12\x1d\n\x15recomposition_psnr_db\x18\x05 \x01(\x01\x1a\x31\n\x0f\x45xportUrisEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x97\x04\n\x03Job\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x03 \x01(\t\x12$\n\x06status\x18\x04 \x01(\x0e\x32\x14.poster.v1.JobStatus\x12\"\n\x05stage\x18\x05 \x01(\x0e\x32\x13.poster.v1.JobStage\x12\x10\n\x08progress\x18\x06 \x01(\r\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x10\n\x08trace_id\x18\x08 \x01(\t\x12&\n\x07options\x18\t \x01(\x0b\x32\x15.poster.v1.JobOptions\x12\x17\n\x0fsource_filename\x18\n \x01(\t\x12\x15\n\rsource_sha256\x18\x0b \x01(\t\x12\r\n\x05width\x18\x0c \x01(\r\x12\x0e\n\x06height\x18\r \x01(\r\x12.\n\ncreated_at\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nupdated_at\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12$\n\x06result\x18\x10 \x01(\x0b\x32\x14.poster.v1.JobResult\x12\x15\n\rparent_job_id\x18\x11 \x01(\t\x12\x17\n\x0fparent_layer_id\x18\x12 \x01(\t\x12\x10\n\x08\x61ttempts\x18\x13 \x01(\r\x12\x12\n\nerror_code\x18\x14 \x01(\t\x12\x13\n\x0b\x63\x61\x63hed_from\x18\x15 \x01(\t\"\xea\x01\n\x08JobEvent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12$\n\x06status\x18\x03 \x01(\x0e\x32\x14.poster.v1.JobStatus\x12\"\n\x05stage\x18\x04 \x01(\x0e\x32\x13.poster.v1.JobStage\x12\x10\n\x08progress\x18\x05 \x01(\r\x12\x0f\n\x07message\x18\x06 \x01(\t\x12(\n\x04time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x05layer\x18\x08 \x01(\x0b\x32\x16.poster.v1.LayerHeader*V\n\x06\x45ngine\x12\x16\n\x12\x45NGINE_UNSPECIFIED\x10\x00\x12\x0f\n\x0b\x45NGINE_AUTO\x10\x01\x12\x12\n\x0e\x45NGINE_CLASSIC\x10\x02\x12\x0f\n\x0b\x45NGINE_QWEN\x10\x03*{\n\rMattingMethod\x12\x1e\n\x1aMATTING_METHOD_UNSPECIFIED\x10\x00\x12\x16\n\x12MATTING_METHOD_OFF\x10\x01\x12\x19\n\x15MATTING_METHOD_GUIDED\x10\x02\x12\x17\n\x13MATTING_METHOD_DEEP\x10\x03*\x8a\x01\n\x0c\x45xportFormat\x12\x1d\n\x19\x45XPORT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11\x45XPORT_FORMAT_PSD\x10\x01\x12\x16\n\x12\x45XPORT_FORMAT_PPTX\x10\x02\x12\x15\n\x11\x45XPORT_FORMAT_SVG\x10\x03\x12\x15\n\x11\x45XPORT_FORMAT_ZIP\x10\x04*\xa1\x01\n\tJobStatus\x12\x1a\n\x16JOB_STATUS_UNSPECIFIED\x10\x00\x12\x15\n\x11JOB_STATUS_QUEUED\x10\x01\x12\x16\n\x12JOB_STATUS_RUNNING\x10\x02\x12\x18\n\x14JOB_STATUS_SUCCEEDED\x10\x03\x12\x15\n\x11JOB_STATUS_FAILED\x10\x04\x12\x18\n\x14JOB_STATUS_CANCELLED\x10\x05*\xad\x01\n\x08JobStage\x12\x19\n\x15JOB_STAGE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STAGE_QUEUED\x10\x01\x12\x17\n\x13JOB_STAGE_DECOMPOSE\x10\x02\x12\x15\n\x11JOB_STAGE_MATTING\x10\x03\x12\x16\n\x12JOB_STAGE_DESCRIBE\x10\x04\x12\x14\n\x10JOB_STAGE_EXPORT\x10\x05\x12\x12\n\x0eJOB_STAGE_DONE\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,26 +35,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOBRESULT_EXPORTURISENTRY']._loaded_options = None
   _globals['_JOBRESULT_EXPORTURISENTRY']._serialized_options = b'8\001'
-  _globals['_ENGINE']._serialized_start=1502
-  _globals['_ENGINE']._serialized_end=1588
-  _globals['_MATTINGMETHOD']._serialized_start=1590
-  _globals['_MATTINGMETHOD']._serialized_end=1713
-  _globals['_EXPORTFORMAT']._serialized_start=1716
-  _globals['_EXPORTFORMAT']._serialized_end=1854
-  _globals['_JOBSTATUS']._serialized_start=1857
-  _globals['_JOBSTATUS']._serialized_end=2018
-  _globals['_JOBSTAGE']._serialized_start=2021
-  _globals['_JOBSTAGE']._serialized_end=2194
+  _globals['_ENGINE']._serialized_start=1541
+  _globals['_ENGINE']._serialized_end=1627
+  _globals['_MATTINGMETHOD']._serialized_start=1629
+  _globals['_MATTINGMETHOD']._serialized_end=1752
+  _globals['_EXPORTFORMAT']._serialized_start=1755
+  _globals['_EXPORTFORMAT']._serialized_end=1893
+  _globals['_JOBSTATUS']._serialized_start=1896
+  _globals['_JOBSTATUS']._serialized_end=2057
+  _globals['_JOBSTAGE']._serialized_start=2060
+  _globals['_JOBSTAGE']._serialized_end=2233
   _globals['_MATTINGPARAMETERS']._serialized_start=91
   _globals['_MATTINGPARAMETERS']._serialized_end=221
   _globals['_JOBOPTIONS']._serialized_start=224
-  _globals['_JOBOPTIONS']._serialized_end=528
-  _globals['_JOBRESULT']._serialized_start=531
-  _globals['_JOBRESULT']._serialized_end=746
-  _globals['_JOBRESULT_EXPORTURISENTRY']._serialized_start=697
-  _globals['_JOBRESULT_EXPORTURISENTRY']._serialized_end=746
-  _globals['_JOB']._serialized_start=749
-  _globals['_JOB']._serialized_end=1263
-  _globals['_JOBEVENT']._serialized_start=1266
-  _globals['_JOBEVENT']._serialized_end=1500
+  _globals['_JOBOPTIONS']._serialized_end=546
+  _globals['_JOBRESULT']._serialized_start=549
+  _globals['_JOBRESULT']._serialized_end=764
+  _globals['_JOBRESULT_EXPORTURISENTRY']._serialized_start=715
+  _globals['_JOBRESULT_EXPORTURISENTRY']._serialized_end=764
+  _globals['_JOB']._serialized_start=767
+  _globals['_JOB']._serialized_end=1302
+  _globals['_JOBEVENT']._serialized_start=1305
+  _globals['_JOBEVENT']._serialized_end=1539
 # @@protoc_insertion_point(module_scope)

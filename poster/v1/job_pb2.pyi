@@ -93,7 +93,7 @@ class MattingParameters(_message.Message):
     def __init__(self, method: _Optional[_Union[MattingMethod, str]] = ..., radius: _Optional[int] = ..., eps: _Optional[float] = ..., min_area_px: _Optional[int] = ..., margin_px: _Optional[int] = ...) -> None: ...
 
 class JobOptions(_message.Message):
-    __slots__ = ("layers", "engine", "resolution", "steps", "seed", "prompt", "matting", "describer", "export_formats", "true_cfg_scale", "use_en_prompt")
+    __slots__ = ("layers", "engine", "resolution", "steps", "seed", "prompt", "matting", "describer", "export_formats", "true_cfg_scale", "use_en_prompt", "no_cache")
     LAYERS_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class JobOptions(_message.Message):
     EXPORT_FORMATS_FIELD_NUMBER: _ClassVar[int]
     TRUE_CFG_SCALE_FIELD_NUMBER: _ClassVar[int]
     USE_EN_PROMPT_FIELD_NUMBER: _ClassVar[int]
+    NO_CACHE_FIELD_NUMBER: _ClassVar[int]
     layers: int
     engine: Engine
     resolution: int
@@ -116,7 +117,8 @@ class JobOptions(_message.Message):
     export_formats: _containers.RepeatedScalarFieldContainer[ExportFormat]
     true_cfg_scale: float
     use_en_prompt: bool
-    def __init__(self, layers: _Optional[int] = ..., engine: _Optional[_Union[Engine, str]] = ..., resolution: _Optional[int] = ..., steps: _Optional[int] = ..., seed: _Optional[int] = ..., prompt: _Optional[str] = ..., matting: _Optional[_Union[MattingParameters, _Mapping]] = ..., describer: _Optional[str] = ..., export_formats: _Optional[_Iterable[_Union[ExportFormat, str]]] = ..., true_cfg_scale: _Optional[float] = ..., use_en_prompt: _Optional[bool] = ...) -> None: ...
+    no_cache: bool
+    def __init__(self, layers: _Optional[int] = ..., engine: _Optional[_Union[Engine, str]] = ..., resolution: _Optional[int] = ..., steps: _Optional[int] = ..., seed: _Optional[int] = ..., prompt: _Optional[str] = ..., matting: _Optional[_Union[MattingParameters, _Mapping]] = ..., describer: _Optional[str] = ..., export_formats: _Optional[_Iterable[_Union[ExportFormat, str]]] = ..., true_cfg_scale: _Optional[float] = ..., use_en_prompt: _Optional[bool] = ..., no_cache: _Optional[bool] = ...) -> None: ...
 
 class JobResult(_message.Message):
     __slots__ = ("manifest_uri", "layer_uris", "export_uris", "layer_count", "recomposition_psnr_db")
@@ -140,7 +142,7 @@ class JobResult(_message.Message):
     def __init__(self, manifest_uri: _Optional[str] = ..., layer_uris: _Optional[_Iterable[str]] = ..., export_uris: _Optional[_Mapping[str, str]] = ..., layer_count: _Optional[int] = ..., recomposition_psnr_db: _Optional[float] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "owner", "batch_id", "status", "stage", "progress", "error", "trace_id", "options", "source_filename", "source_sha256", "width", "height", "created_at", "updated_at", "result", "parent_job_id", "parent_layer_id", "attempts", "error_code")
+    __slots__ = ("id", "owner", "batch_id", "status", "stage", "progress", "error", "trace_id", "options", "source_filename", "source_sha256", "width", "height", "created_at", "updated_at", "result", "parent_job_id", "parent_layer_id", "attempts", "error_code", "cached_from")
     ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     BATCH_ID_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +163,7 @@ class Job(_message.Message):
     PARENT_LAYER_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     ERROR_CODE_FIELD_NUMBER: _ClassVar[int]
+    CACHED_FROM_FIELD_NUMBER: _ClassVar[int]
     id: str
     owner: str
     batch_id: str
@@ -181,7 +184,8 @@ class Job(_message.Message):
     parent_layer_id: str
     attempts: int
     error_code: str
-    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., batch_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., progress: _Optional[int] = ..., error: _Optional[str] = ..., trace_id: _Optional[str] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ..., source_filename: _Optional[str] = ..., source_sha256: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., parent_job_id: _Optional[str] = ..., parent_layer_id: _Optional[str] = ..., attempts: _Optional[int] = ..., error_code: _Optional[str] = ...) -> None: ...
+    cached_from: str
+    def __init__(self, id: _Optional[str] = ..., owner: _Optional[str] = ..., batch_id: _Optional[str] = ..., status: _Optional[_Union[JobStatus, str]] = ..., stage: _Optional[_Union[JobStage, str]] = ..., progress: _Optional[int] = ..., error: _Optional[str] = ..., trace_id: _Optional[str] = ..., options: _Optional[_Union[JobOptions, _Mapping]] = ..., source_filename: _Optional[str] = ..., source_sha256: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., updated_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., result: _Optional[_Union[JobResult, _Mapping]] = ..., parent_job_id: _Optional[str] = ..., parent_layer_id: _Optional[str] = ..., attempts: _Optional[int] = ..., error_code: _Optional[str] = ..., cached_from: _Optional[str] = ...) -> None: ...
 
 class JobEvent(_message.Message):
     __slots__ = ("event_id", "job_id", "status", "stage", "progress", "message", "time", "layer")

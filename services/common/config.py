@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     source_png_compress_level: int = 0
     max_layers: int = 64
 
+    # Batches: several images, or ZIPs of images, as one batch (services/common/zip_batch.py, docs/gateway.md).
+    batch_max_files: int = 100  # jobs in one batch: the images of one ZIP, and all of one gateway submission
+    batch_max_entries: int = 1000  # entries of one ZIP, folders and skipped members included
+    batch_max_zip_bytes: int = 200 * 1024 * 1024  # one ZIP; at the gateway the request body limit bounds it too
+    batch_max_uncompressed_bytes: int = 1024 * 1024 * 1024  # the declared sizes of one ZIP's members together
+    batch_max_ratio: float = 100.0  # a member's declared size / its compressed size (members over 1 MiB); else a bomb
+
     # Queue and runner.
     queue_stream: str = "poster:jobs"
     queue_group: str = "runners"
@@ -66,6 +73,13 @@ class Settings(BaseSettings):
     job_timeout_s: float = 600.0
     runner_concurrency: int = 1
     job_ttl_s: int = 7 * 24 * 3600
+
+    # Result cache (services/ingest/result_cache.py, docs/cache.md): same pixels and options, stored result.
+    result_cache_enabled: bool = True
+    result_cache_ttl_s: int = 7 * 24 * 3600
+    # False: an entry serves only the owner whose job made it; True: every owner (more hits, but the speed of
+    # the answer tells a caller that someone uploaded the same image before).
+    result_cache_shared: bool = False
 
     # Stages.
     # True: a job's requested export formats are built when it finishes; False: only on demand.
@@ -78,6 +92,10 @@ class Settings(BaseSettings):
     matting_eps: float = 1e-6
     matting_min_area_px: int = 16
     matting_margin_px: int = 8
+    # The "deep" matting method (pymatting, compiled by numba): where the compiled kernels are cached, and
+    # whether the matting service compiles or loads them before it reports SERVING (else at the first deep job).
+    matting_numba_cache_dir: str = str(Path.home() / ".cache" / "poster-layers" / "numba")
+    matting_warm_deep: bool = True
 
     # The qwen engine: Qwen-Image-Layered through diffusers (services/decompose/engines/qwen/, docs/qwen.md).
     qwen_weights: str = ""  # local model directory or hub id; empty: the qwen engine is not configured
@@ -129,6 +147,7 @@ class Settings(BaseSettings):
     gateway_cache_entries: int = 10_000
     gateway_thumbnail_px: int = 256
     gateway_sse_keepalive_s: float = 15.0
+    gateway_batch_poll_s: float = 1.0  # how often a batch's event stream reads its unfinished jobs
     gateway_feedback_comment_chars: int = 2000
     gateway_access_log: bool = True
 

@@ -86,6 +86,10 @@ class JobRecord:
     parent_layer_id: str = ""
     attempts: int = 0
     cancel_requested: bool = False
+    # Result cache (services/ingest/result_cache.py): the key this job's result is stored under ("" = none),
+    # and for a job the cache served, the job whose result it copies.
+    cache_key: str = ""
+    cached_from: str = ""
 
     @property
     def terminal(self) -> bool:
@@ -216,9 +220,10 @@ class JobStore:
         pipe.expire(self.job_key(job_id), self.ttl_seconds)
         pipe.expire(self.events_key(job_id), self.ttl_seconds)
 
-    async def create(self, record: JobRecord) -> JobRecord:
-        """Store a new job and its first event; sets created_at/updated_at. Returns the stored record.
+    async def create(self, record: JobRecord, message: str = "created") -> JobRecord:
+        """Store a new job and its first event (with `message`); sets created_at/updated_at. Returns the stored record.
 
+        A record created terminal (a result cache hit) ends its event stream with that first event.
         Raises ValueError if a job with that id already exists.
         """
         now = time.time()
@@ -231,7 +236,7 @@ class JobStore:
                 raise ValueError(f"job {record.id} already exists")
             pipe.multi()
             pipe.hset(self.job_key(record.id), mapping=_to_hash(record))
-            self._queue_event(pipe, record, "created", None)
+            self._queue_event(pipe, record, message, None)
             if record.terminal:
                 self._queue_expire(pipe, record.id)
             await pipe.execute()

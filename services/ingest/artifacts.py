@@ -160,4 +160,7 @@ def write_artifacts(
         "layer_count": len(output.layers),
         "recomposition_psnr_db": manifest["recomposition_psnr_db"],
         "quality_score": manifest["quality_score"],
+        # Which engine made the layers: the result cache keeps it with the entry (services/ingest/result_cache.py).
+        "engine": output.engine,
+        "engine_version": output.engine_version,
     }

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import io
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
 from PIL import Image
 
+from services.common import metrics
 from services.common.blobstore import BlobStore
 from services.common.errors import FailedPrecondition, NotFound
 from services.common.images import encode_png
 from services.common.jobqueue import JobQueue
 from services.common.jobstore import JobRecord, JobStore
-from services.ingest.validation import UploadLimits, validate_upload
+from services.ingest.result_cache import CacheEntry, Probe, ResultCache
+from services.ingest.result_copy import copy_result
+from services.ingest.validation import UploadLimits, ValidatedImage, validate_upload
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -34,21 +42,32 @@ class Submission:
 class JobService:
     """Creates, reads, watches and cancels jobs; the runner does the work."""
 
-    def __init__(self, store: JobStore, queue: JobQueue, blobs: BlobStore, limits: UploadLimits) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        queue: JobQueue,
+        blobs: BlobStore,
+        limits: UploadLimits,
+        cache: ResultCache | None = None,
+    ) -> None:
         self._store = store
         self._queue = queue
         self._blobs = blobs
         self.limits = limits
+        self._cache = cache
 
     async def submit(self, submission: Submission, data: bytes, traceparent: str, trace_id: str) -> JobRecord:
-        """Validates the upload, stores it, records the job and queues it. Same idempotency key, same job."""
+        """Validates the upload, stores it, records the job and queues it. Same idempotency key, same job.
+
+        When the result cache holds this image's result under these options, the job is created
+        succeeded at once with a copy of that result (its own id and files) and is not queued.
+        """
         if submission.idempotency_key:
             existing = await self._store.find_by_idempotency_key(submission.owner, submission.idempotency_key)
             if existing and (record := await self._store.get(existing)):
                 return record
         image = await asyncio.to_thread(validate_upload, data, submission.filename, self.limits)
         job_id = JobStore.new_job_id()
-        source_uri = await asyncio.to_thread(self._blobs.put, f"jobs/{job_id}/source.png", image.png_bytes)
         record = JobRecord(
             id=job_id,
             owner=submission.owner,
@@ -58,11 +77,52 @@ class JobService:
             options=submission.options,
             source_filename=submission.filename,
             source_sha256=image.sha256,
-            source_uri=source_uri,
             width=image.width,
             height=image.height,
         )
+        record.source_uri = await asyncio.to_thread(self._blobs.put, f"jobs/{job_id}/source.png", image.png_bytes)
+        probe = await self._probe(submission, image)
+        served = None
+        if probe.entry is not None:
+            served = await self._serve_cached(record, probe.entry, probe.exports, submission)
+        outcome = "hit" if served else ("stale" if probe.entry else probe.outcome)
+        metrics.result_cache(outcome)
+        span = trace.get_current_span()
+        span.set_attribute("poster.result_cache", outcome)
+        if served is not None:
+            span.set_attribute("poster.cached_from", served.cached_from)
+            return served
+        record.cache_key = probe.key
         return await self._queue_new(record, submission)
+
+    async def _probe(self, submission: Submission, image: ValidatedImage) -> Probe:
+        if self._cache is None:
+            return Probe("bypass", reason="no result cache in this service")
+        return await self._cache.probe(submission.options, image.png_bytes, submission.owner)
+
+    async def _serve_cached(
+        self,
+        record: JobRecord,
+        entry: CacheEntry,
+        export_formats: Sequence[str],
+        submission: Submission,
+    ) -> JobRecord | None:
+        """The job created succeeded with a copy of the cached result; None if that result's files are gone."""
+        try:
+            result = await asyncio.to_thread(
+                copy_result, self._blobs, entry.manifest_uri, entry.job_id, record, export_formats
+            )
+        except Exception as error:  # the cache only saves work: whatever went wrong, the job runs instead
+            log.warning("result cache entry of job %s not served (%s); job %s runs", entry.job_id, error, record.id)
+            await asyncio.to_thread(self._blobs.delete_prefix, f"jobs/{record.id}/layers")
+            await asyncio.to_thread(self._blobs.delete_prefix, f"jobs/{record.id}/exports")
+            return None
+        record = dataclasses.replace(
+            record, status="succeeded", stage="done", progress=100, result=result, cached_from=entry.job_id
+        )
+        log.info("job %s served from the result cache (a copy of job %s)", record.id, entry.job_id)
+        created = await self._store.create(record, message=f"served from the result cache (job {entry.job_id})")
+        return await self._claim_idempotency_key(created, submission) or created
 
     async def decompose_layer(
         self, job_id: str, layer_id: str, owner: str, options: dict[str, Any], traceparent: str, trace_id: str
@@ -96,10 +156,31 @@ class JobService:
 
     async def _queue_new(self, record: JobRecord, submission: Submission) -> JobRecord:
         created = await self._store.create(record)
-        if submission.idempotency_key:
-            await self._store.remember_idempotency_key(submission.owner, submission.idempotency_key, record.id)
+        if (winner := await self._claim_idempotency_key(created, submission)) is not None:
+            return winner
         await self._queue.enqueue(record.id, {"traceparent": record.traceparent})
         return created
+
+    async def _claim_idempotency_key(self, record: JobRecord, submission: Submission) -> JobRecord | None:
+        """Ties the submission's idempotency key to `record`; the other job if a concurrent retry got it first.
+
+        The loser's record was created already: a queued one is cancelled (so it never runs), one the
+        cache served stays as it is (nothing runs for it).
+        """
+        key = submission.idempotency_key
+        if not key or await self._store.remember_idempotency_key(submission.owner, key, record.id):
+            return None
+        winner_id = await self._store.find_by_idempotency_key(submission.owner, key)
+        winner = await self._store.get(winner_id) if winner_id else None
+        if winner is None:
+            return None
+        await self._store.finish(
+            record.id,
+            "cancelled",
+            error=f"a concurrent request with the same idempotency key made job {winner.id}",
+            error_code="ALREADY_EXISTS",
+        )
+        return winner
 
     async def get(self, job_id: str, owner: str = "") -> JobRecord:
         """The job; another owner's job is reported as not found, so ids cannot be probed."""

@@ -38,6 +38,7 @@ from services.common.redis_client import REDIS_DOWN
 from services.common.tracing import context_from_traceparent
 from services.ingest.artifacts import JobOutput, write_artifacts
 from services.ingest.pipeline import PipelineResult, ProgressReport, StageStubs, run_pipeline
+from services.ingest.result_cache import ResultCache
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("poster.runner")
@@ -76,13 +77,20 @@ class JobRunner:
     """Runs jobs from the queue, `settings.runner_concurrency` at a time."""
 
     def __init__(
-        self, store: JobStore, queue: JobQueue, blobs: BlobStore, stubs: StageStubs, settings: Settings
+        self,
+        store: JobStore,
+        queue: JobQueue,
+        blobs: BlobStore,
+        stubs: StageStubs,
+        settings: Settings,
+        cache: ResultCache | None = None,
     ) -> None:
         self._store = store
         self._queue = queue
         self._blobs = blobs
         self._stubs = stubs
         self._settings = settings
+        self._cache = cache
         self.consumer = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -165,9 +173,20 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
         metrics.job_outcome("succeeded")
+        # Stored before the job is marked succeeded, so a client that sees it end and submits again gets a hit.
+        await self._remember_result(running, result)
         if await self._store.finish(record.id, "succeeded", result=result):
             log.info("job %s succeeded", record.id)
         await self._queue.ack(delivery.entry_id)
+
+    async def _remember_result(self, record: JobRecord, result: dict) -> None:
+        if self._cache is None:
+            return
+        try:
+            await self._cache.remember(record, result)
+        except REDIS_DOWN as error:
+            # The result is complete and about to be recorded; only later identical jobs lose the shortcut.
+            log.warning("job %s: result not stored in the result cache (%s)", record.id, error)
 
     async def _fail(self, record: JobRecord, delivery: Delivery, error: BaseException, span: trace.Span) -> None:
         current = await self._store.get(record.id)

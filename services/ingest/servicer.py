@@ -70,6 +70,7 @@ def job_to_proto(record: JobRecord) -> job_pb2.Job:
         parent_job_id=record.parent_job_id,
         parent_layer_id=record.parent_layer_id,
         attempts=record.attempts,
+        cached_from=record.cached_from,
     )
 
 

@@ -89,6 +89,31 @@ def test_with_the_embedded_store_several_inputs_and_one_bad_file(tmp_path: Path)
     assert not (tmp_path / "out" / "notes").exists()
 
 
+def test_a_zip_input_is_expanded_checked_and_gives_one_batch_zip(tmp_path: Path, redis_url: str) -> None:
+    posters = tmp_path / "posters.zip"
+    with zipfile.ZipFile(posters, "w") as archive:
+        archive.write(SAMPLE, "set/summer.png")
+        archive.writestr("notes.txt", "print these")
+        archive.writestr("../escape.png", SAMPLE.read_bytes())
+        archive.writestr("__MACOSX/set/._summer.png", "apple double")
+    out = tmp_path / "out"
+    result = run_cli("decompose", str(SAMPLE), str(posters), "-o", str(out), env=base_env() | {"REDIS_URL": redis_url})
+    assert result.returncode == 0, result.stderr
+    assert f"{posters}: skipped notes.txt: not a PNG, JPEG or WebP image" in result.stderr
+    assert f"{posters}: skipped ../escape.png: the name climbs out" in result.stderr and "MACOSX" not in result.stderr
+    assert "batch: 1/2 done" in result.stdout and "batch: 2/2 done" in result.stdout
+    check_output(out / "poster")
+    check_output(out / "summer")
+    assert not (tmp_path / "escape.png").exists()
+    with zipfile.ZipFile(out / "batch.zip") as archive:
+        summary = json.loads(archive.read("batch.json"))
+        assert {"01-poster/manifest.json", "02-summer/manifest.json", "02-summer/exports/summer.psd"} <= set(
+            archive.namelist()
+        )
+    assert (summary["total"], summary["succeeded"], summary["status"]) == (2, 2, "succeeded")
+    assert [item["filename"] for item in summary["rejected"]] == ["notes.txt", "../escape.png"]
+
+
 def test_usage_errors(tmp_path: Path) -> None:
     bad_format = run_cli("decompose", str(SAMPLE), "-o", str(tmp_path), "--format", "psd,gif", env=base_env())
     assert bad_format.returncode == 2 and "unknown format gif" in bad_format.stderr

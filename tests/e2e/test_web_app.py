@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import os
+import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -19,7 +20,9 @@ from psd_tools import PSDImage
 
 from gateway.app import create_app
 from gateway.server import running
+from samples.synthetic import make_poster
 from services.common.config import Settings
+from services.common.images import encode_png
 from services.mesh import LocalMesh
 
 REPO = Path(__file__).resolve().parents[2]
@@ -215,3 +218,35 @@ async def test_a_refused_upload_is_explained_in_words(web_url, browser, tmp_path
     await error.wait_for(state="visible")
     assert "not a PNG, JPEG or WebP" in await error.inner_text()
     await screenshot(page, "upload-error.png")
+
+
+async def test_a_zip_of_posters_is_one_batch_with_n_of_m_and_one_download(web_url, browser, tmp_path) -> None:
+    page = await browser.new_page(accept_downloads=True)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    await page.goto(web_url)
+    await page.wait_for_selector("#limits-note:has-text('ZIP')")
+    posters = tmp_path / "posters.zip"
+    with zipfile.ZipFile(posters, "w") as archive:
+        for name, seed in (("spring.png", 1), ("autumn.png", 2)):
+            archive.writestr(name, encode_png(make_poster(seed, width=240, height=320).image))
+        archive.writestr("readme.txt", "two posters")
+    await page.select_option("#opt-engine", "classic")
+    await page.set_input_files("#file-input", str(posters))
+    batch = page.locator(".batch")
+    await batch.locator(".batch-name:has-text('posters.zip')").wait_for()
+    assert "readme.txt: not a PNG, JPEG or WebP image" in await page.locator("#upload-error").inner_text()
+    assert await page.locator(".job").count() == 2
+    await batch.locator(".batch-count:has-text('2 of 2 done')").wait_for(timeout=120_000)
+    link = batch.locator(".batch-download")
+    await link.wait_for(state="visible")
+    async with page.expect_download() as download_info:
+        await link.click()
+    download = await download_info.value
+    assert download.suggested_filename.startswith("batch-") and download.suggested_filename.endswith(".zip")
+    with zipfile.ZipFile(Path(await download.path())) as archive:
+        names = set(archive.namelist())
+        summary = json.loads(archive.read("batch.json"))
+    assert {"01-spring/manifest.json", "02-autumn/manifest.json"} <= names
+    assert (summary["done"], summary["total"], summary["status"]) == (2, 2, "succeeded")
+    assert errors == []

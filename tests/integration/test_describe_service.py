@@ -209,7 +209,8 @@ async def test_a_poster_submitted_twice_is_described_by_the_model_once(mesh, ing
     hits_before = counter("cache_hits", describer="gemini")
     manifests = []
     for _ in range(2):
-        job = (await ingest.SubmitJob(upload(poster_png), timeout=30)).job
+        # no_cache: the second job must run (and reach the describer) instead of copying the first's result.
+        job = (await ingest.SubmitJob(upload(poster_png, no_cache=True), timeout=30)).job
         events = await wait_for_end(ingest, job.id)
         assert events[-1].status == job_pb2.JOB_STATUS_SUCCEEDED, events[-1].message
         done = (await ingest.GetJob(ingest_pb2.GetJobRequest(job_id=job.id))).job
