@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from pathlib import Path
 
 import redis.asyncio as aioredis
@@ -15,6 +16,7 @@ from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES
 
 from gateway.cache import TtlCache
@@ -60,6 +62,17 @@ def _validation_error(_: Request, error: Exception) -> JSONResponse:
         for item in error.errors()
     )
     return JSONResponse({"error": "invalid_request", "detail": reasons}, status_code=422)
+
+
+def _http_error(_: Request, error: Exception) -> JSONResponse:
+    """Starlette's own errors (a body that cannot be parsed, a body cut off over the limit, no such route)
+    in the gateway's error shape, so every 4xx a client sees has `error` and `detail`."""
+    assert isinstance(error, StarletteHTTPException)
+    code = HTTPStatus(error.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+    detail = str(error.detail)
+    if error.status_code == 400:
+        detail = f"{detail}: send multipart/form-data (uploads) or JSON as the API documents (/docs)"
+    return JSONResponse({"error": code, "detail": detail}, status_code=error.status_code, headers=error.headers)
 
 
 def _gateway_error(_: Request, error: Exception) -> JSONResponse:
@@ -171,6 +184,7 @@ def create_app(settings: Settings, redis_client: aioredis.Redis, ingest_target: 
     _document_security(app)
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     for router in (jobs.router, batches.router, files.router, session.router, ops.router):
         app.include_router(router)
 

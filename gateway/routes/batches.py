@@ -12,6 +12,7 @@ from gateway.events import KEEPALIVE, retry_frame, with_keepalive
 from gateway.files import content_disposition
 from gateway.owners import Caller
 from gateway.routes.deps import current_caller, gateway
+from gateway.schemas import INGEST_DOWN, Batch, answer, errors
 from gateway.state import Gateway
 from services.exports import MEDIA_TYPES
 
@@ -22,7 +23,11 @@ CallerDep = Annotated[Caller, Depends(current_caller)]
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
-@router.get("/batches/{batch_id}", summary="A batch's progress (n of m done), its jobs and the files refused")
+@router.get(
+    "/batches/{batch_id}",
+    summary="A batch's progress (n of m done), its jobs and the files refused",
+    responses={**answer(200, Batch), **errors(401, 404, 410, 422, *INGEST_DOWN)},
+)
 async def get_batch(gw: GatewayDep, caller: CallerDep, batch_id: str) -> JSONResponse:
     """{"batch_id", "total", "done", counts per status, "progress", "status", "jobs", "rejected", "links"}.
 
@@ -35,7 +40,7 @@ async def get_batch(gw: GatewayDep, caller: CallerDep, batch_id: str) -> JSONRes
     "/batches/{batch_id}/events",
     summary="Server-Sent Events of a batch's progress (n of m done)",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(401, 404, 410, 422, *INGEST_DOWN)},
 )
 async def batch_events(gw: GatewayDep, caller: CallerDep, batch_id: str) -> StreamingResponse:
     """A "progress" event whenever a job moves on, then "end" once every job ended; each carries the summary."""
@@ -50,7 +55,7 @@ async def batch_events(gw: GatewayDep, caller: CallerDep, batch_id: str) -> Stre
     "/batches/{batch_id}/results.zip",
     summary="One ZIP of every succeeded job's layers, manifest and exports, with batch.json",
     response_class=StreamingResponse,
-    responses={200: {"content": {MEDIA_TYPES["zip"]: {}}}},
+    responses={200: {"content": {MEDIA_TYPES["zip"]: {}}}, **errors(401, 404, 409, 410, 422, *INGEST_DOWN)},
 )
 async def batch_results(gw: GatewayDep, caller: CallerDep, batch_id: str) -> StreamingResponse:
     """A folder NN-name/ per succeeded job (its ZIP export) and batch.json; 409 until a job has succeeded."""

@@ -13,6 +13,7 @@ from gateway.feedback import blob_key
 from gateway.files import content_disposition, download_name, etag, matches
 from gateway.owners import Caller
 from gateway.routes.deps import current_caller, gateway
+from gateway.schemas import INGEST_DOWN, Manifest, answer, errors
 from gateway.state import Gateway, file_uri
 from gateway.thumbnails import make_thumbnail
 from services.common.errors import NotFound
@@ -55,7 +56,11 @@ async def _read(gw: Gateway, uri: str) -> bytes:
     "/jobs/{job_id}/layers/{index}.png",
     summary="One layer as a full-canvas RGBA PNG",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 304: {"description": "not modified"}},
+    responses={
+        200: {"content": {"image/png": {}}},
+        304: {"description": "not modified"},
+        **errors(401, 404, 409, 410, 422, *INGEST_DOWN),
+    },
 )
 async def layer_png(
     gw: GatewayDep, caller: CallerDep, job_id: str, index: int, if_none_match: IfNoneMatch = None
@@ -73,7 +78,11 @@ async def layer_png(
     "/jobs/{job_id}/layers/{index}/thumbnail",
     summary="A small PNG of the layer's visible part",
     response_class=Response,
-    responses={200: {"content": {"image/png": {}}}, 304: {"description": "not modified"}},
+    responses={
+        200: {"content": {"image/png": {}}},
+        304: {"description": "not modified"},
+        **errors(401, 404, 409, 410, 422, *INGEST_DOWN),
+    },
 )
 async def layer_thumbnail(
     gw: GatewayDep, caller: CallerDep, job_id: str, index: int, if_none_match: IfNoneMatch = None
@@ -101,7 +110,11 @@ async def layer_thumbnail(
     return _file_response(data, "image/png", tag, None, content_disposition(f"thumbnail-{index}.png", inline=True))
 
 
-@router.get("/jobs/{job_id}/manifest", summary="The job's manifest.json")
+@router.get(
+    "/jobs/{job_id}/manifest",
+    summary="The job's manifest.json",
+    responses={**answer(200, Manifest), **errors(401, 404, 409, 422, *INGEST_DOWN)},
+)
 async def manifest(gw: GatewayDep, caller: CallerDep, job_id: str) -> JSONResponse:
     """The manifest as the runner wrote it (services/common/manifest.schema.json)."""
     _, data = await gw.finished(caller, job_id)
@@ -115,6 +128,7 @@ async def manifest(gw: GatewayDep, caller: CallerDep, job_id: str) -> JSONRespon
     responses={
         200: {"content": {media_type: {} for media_type in MEDIA_TYPES.values()}},
         304: {"description": "not modified"},
+        **errors(401, 404, 409, 410, 422, *INGEST_DOWN),
     },
 )
 async def export(

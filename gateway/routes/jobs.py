@@ -16,6 +16,7 @@ from gateway.events import KEEPALIVE, TERMINAL, retry_frame, sse_frame, status_n
 from gateway.feedback import Feedback, record_feedback
 from gateway.owners import Caller
 from gateway.routes.deps import current_caller, gateway
+from gateway.schemas import INGEST_DOWN, FeedbackReceipt, Job, Submission, answer, errors
 from gateway.state import Gateway
 from gateway.submissions import admit, submit_batch
 from gateway.uploads import parse_options
@@ -43,7 +44,12 @@ class DecomposeBody(BaseModel):
     engine: Literal["auto", "classic", "qwen"] | None = None
 
 
-@router.post("/jobs", status_code=202, summary="Upload one or more images as jobs")
+@router.post(
+    "/jobs",
+    status_code=202,
+    summary="Upload one or more images as jobs",
+    responses={**answer(202, Submission), **errors(400, 401, 409, 413, 415, 422, 429, *INGEST_DOWN)},
+)
 async def submit_jobs(
     gw: GatewayDep,
     caller: CallerDep,
@@ -76,13 +82,21 @@ async def submit_jobs(
     return JSONResponse(body, status_code=202, headers=headers)
 
 
-@router.get("/jobs/{job_id}", summary="A job's status, progress and, once done, its layers")
+@router.get(
+    "/jobs/{job_id}",
+    summary="A job's status, progress and, once done, its layers",
+    responses={**answer(200, Job), **errors(400, 401, 404, 422, *INGEST_DOWN)},
+)
 async def get_job(gw: GatewayDep, caller: CallerDep, job_id: str) -> JSONResponse:
     """The job; 404 if it does not exist or is someone else's."""
     return Response(await gw.status_json(caller, job_id), media_type="application/json", headers=NO_STORE)
 
 
-@router.delete("/jobs/{job_id}", summary="Cancel a job")
+@router.delete(
+    "/jobs/{job_id}",
+    summary="Cancel a job",
+    responses={**answer(200, Job), **errors(400, 401, 404, 409, 422, *INGEST_DOWN)},
+)
 async def cancel_job(gw: GatewayDep, caller: CallerDep, job_id: str) -> JSONResponse:
     """Cancels a queued job at once; a running one stops at its runner's next check."""
     gw.jobs.drop((caller.owner, job_id))
@@ -95,7 +109,7 @@ async def cancel_job(gw: GatewayDep, caller: CallerDep, job_id: str) -> JSONResp
     "/jobs/{job_id}/events",
     summary="Server-Sent Events of a job's progress",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}}, **errors(400, 401, 404, 422, *INGEST_DOWN)},
 )
 async def job_events(
     request: Request,
@@ -117,7 +131,12 @@ async def job_events(
     )
 
 
-@router.post("/jobs/{job_id}/feedback", status_code=201, summary="Rate a result good or bad")
+@router.post(
+    "/jobs/{job_id}/feedback",
+    status_code=201,
+    summary="Rate a result good or bad",
+    responses={**answer(201, FeedbackReceipt), **errors(400, 401, 404, 409, 422, *INGEST_DOWN)},
+)
 async def feedback(gw: GatewayDep, caller: CallerDep, job_id: str, body: FeedbackBody) -> JSONResponse:
     """Stores the rating; a bad one keeps the original and the layers for analysis."""
     limit = gw.settings.gateway_feedback_comment_chars
@@ -133,7 +152,12 @@ async def feedback(gw: GatewayDep, caller: CallerDep, job_id: str, body: Feedbac
     return JSONResponse({"job_id": job_id, "rating": body.rating, "kept_files": len(kept) - 1}, status_code=201)
 
 
-@router.post("/jobs/{job_id}/layers/{index}/decompose", status_code=202, summary="Decompose one layer again")
+@router.post(
+    "/jobs/{job_id}/layers/{index}/decompose",
+    status_code=202,
+    summary="Decompose one layer again",
+    responses={**answer(202, Job), **errors(400, 401, 404, 409, 422, 429, *INGEST_DOWN)},
+)
 async def decompose_layer(
     gw: GatewayDep, caller: CallerDep, job_id: str, index: int, body: DecomposeBody | None = None
 ) -> JSONResponse:

@@ -10,19 +10,24 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from gateway.routes.deps import gateway
+from gateway.schemas import Health, Readiness, answer
 from gateway.state import Gateway
 
 router = APIRouter(tags=["operations"])
 GatewayDep = Annotated[Gateway, Depends(gateway)]
 
 
-@router.get("/healthz", summary="Liveness: the process answers")
+@router.get("/healthz", summary="Liveness: the process answers", responses=answer(200, Health))
 async def healthz() -> JSONResponse:
     """Always 200 while the event loop runs."""
     return JSONResponse({"status": "ok"})
 
 
-@router.get("/readyz", summary="Readiness: Redis and the ingest service answer")
+@router.get(
+    "/readyz",
+    summary="Readiness: Redis and the ingest service answer",
+    responses={**answer(200, Readiness), **answer(503, Readiness, "Redis or the ingest service does not answer")},
+)
 async def readyz(gw: GatewayDep) -> JSONResponse:
     """200 when both answer, else 503 naming what does not."""
 

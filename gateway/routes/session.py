@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from gateway.errors import GatewayError
 from gateway.owners import SESSION_COOKIE, Caller, cleared_session_cookie, session_cookie
 from gateway.routes.deps import gateway, identify
+from gateway.schemas import Session, SignedIn, SignedOut, answer, errors
 from gateway.state import Gateway
 from gateway.uploads import ENGINES, FORMATS
 
@@ -37,7 +38,7 @@ def _limits(gw: Gateway) -> dict:
     }
 
 
-@router.get("/session", summary="This caller's session, quota and the gateway's limits")
+@router.get("/session", summary="This caller's session, quota and the gateway's limits", responses=answer(200, Session))
 async def get_session(request: Request, gw: GatewayDep) -> JSONResponse:
     """Answers without a key too, so a page can tell whether it must ask for one."""
     try:
@@ -57,7 +58,11 @@ async def get_session(request: Request, gw: GatewayDep) -> JSONResponse:
     return JSONResponse(body, headers={"Cache-Control": "no-store", **(quota.headers() if quota else {})})
 
 
-@router.post("/session", summary="Sign this browser in with an API key")
+@router.post(
+    "/session",
+    summary="Sign this browser in with an API key",
+    responses={**answer(200, SignedIn), **errors(400, 401, 422)},
+)
 async def sign_in(gw: GatewayDep, body: SignIn) -> JSONResponse:
     """Sets a session cookie that acts as the key (keyed mode only)."""
     if not gw.identifier.keys.required:
@@ -70,7 +75,7 @@ async def sign_in(gw: GatewayDep, body: SignIn) -> JSONResponse:
     )
 
 
-@router.delete("/session", summary="Sign out")
+@router.delete("/session", summary="Sign out", responses=answer(200, SignedOut))
 async def sign_out(request: Request, gw: GatewayDep) -> JSONResponse:
     """Ends the session; in local mode its jobs stay with the old cookie, which is cleared."""
     token = request.cookies.get(SESSION_COOKIE, "")
