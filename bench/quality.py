@@ -12,11 +12,18 @@ scored against the generator's layers with bench.layerd_metrics:
   (pooled over all lines of all posters);
 - `recomposition_psnr_db`: the layers composited against the input.
 
+Every run scores the engine's layers twice, as they come and refined by the matting stage
+(services/matting/refine.py with the job defaults unless --matting-* say otherwise; `--matting off`
+skips it), side by side: `engine` and `engine_with_matting`, and under `matting` each soft-edged and
+semi-transparent ground-truth layer's alpha soft IoU against the engine layer matched to it, without
+and with matting (bench/matting_quality.py), and whether matting lowered any summary figure.
+
 The two trivial baselines are scored the same way: `one_layer` (the poster as one opaque layer)
 and `background_and_text_boxes` (the poster, then an opaque crop of it at each ground-truth text
 line's box). Figures are medians over the posters (text recall: pooled).
 
-Usage: python -m bench.quality [--posters 40] [--first-seed 1000] [--with-matting] [--size 864x1152]
+Usage: python -m bench.quality [--posters 40] [--first-seed 1000] [--size 864x1152]
+                               [--matting off|guided|deep] [--matting-radius 5] [--matting-eps 1e-6]
 """
 
 from __future__ import annotations
@@ -30,11 +37,11 @@ import time
 import numpy as np
 
 from bench.layerd_metrics import MAX_MERGES, Plane, element_matches, evaluate, from_layers, text_recall
+from bench.matting_quality import edge_class, never_lower, per_layer_iou, refine_stack, summarise_per_layer
 from samples.synthetic import SyntheticPoster, make_poster
 from services.common.layers import BBox, Layer, LayerKind, composite, psnr
 from services.common.options import JobOptions, MattingOptions
 from services.decompose.engines.classic import ClassicEngine
-from services.matting.refine import LayerRefiner
 
 TARGETS = {
     "layerd_alpha_iou_0_merges": 0.75,
@@ -86,13 +93,9 @@ def score_stack(pred: list[Plane], truth: list[Plane]) -> dict[str, object]:
     }
 
 
-def run_engine(engine: ClassicEngine, image: np.ndarray, with_matting: bool) -> list[Layer]:
-    """The engine's layers for one poster, refined by the matting stage when asked."""
-    layers = list(engine.decompose(image, JobOptions(), lambda step, total: None, lambda: False))
-    if with_matting:
-        refiner = LayerRefiner(image, MattingOptions())
-        layers = [refiner.refine(layer) for layer in layers]
-    return layers
+def run_engine(engine: ClassicEngine, image: np.ndarray) -> list[Layer]:
+    """The engine's layers for one poster."""
+    return list(engine.decompose(image, JobOptions(), lambda step, total: None, lambda: False))
 
 
 def _median_levels(rows: list[dict[str, object]], key: str) -> list[float]:
@@ -110,11 +113,67 @@ def summarise(rows: list[dict[str, object]]) -> dict[str, object]:
     return summary
 
 
+def means(rows: list[dict[str, object]]) -> dict[str, object]:
+    """Means over posters of each score (the matting check holds for medians and means)."""
+    summary: dict[str, object] = {
+        key: [round(statistics.fmean(row[key][level] for row in rows), 4) for level in range(MAX_MERGES + 1)]  # type: ignore[index]
+        for key in ("layerd_alpha_iou", "layerd_rgb_l1", "per_element_alpha_iou", "per_element_rgb_l1")
+    }
+    for key in ("elements_found", "elements_mean_iou"):
+        summary[key] = round(statistics.fmean(float(row[key]) for row in rows), 4)  # type: ignore[arg-type]
+    return summary
+
+
+def matting_report(
+    rows: dict[str, list[dict[str, object]]],
+    options: MattingOptions,
+    psnrs: list[float],
+    seconds: list[float],
+    per_layer: list[dict[str, object]],
+    truth_counts: dict[str, int],
+) -> dict[str, object]:
+    """The `engine_with_matting` summary and the `matting` section: per-layer IoU by edge class and the checks."""
+    with_matting, without = summarise(rows["engine_with_matting"]), summarise(rows["engine"])
+    mean_with, mean_without = means(rows["engine_with_matting"]), means(rows["engine"])
+    by_class = summarise_per_layer(per_layer, truth_counts)
+    lowered = never_lower(without, with_matting) | {
+        f"mean_{key}": value for key, value in never_lower(mean_without, mean_with).items()
+    }
+    raised = {
+        name: by_class[name]["iou_with_matting"] > by_class[name]["iou_without_matting"]  # type: ignore[index,operator]
+        for name in ("soft", "translucent")
+        if by_class[name]["found"]  # type: ignore[index]
+    }
+    return {
+        "engine_with_matting": {
+            **with_matting,
+            "recomposition_psnr_db": round(statistics.median(psnrs), 2),
+            "recomposition_psnr_db_min": round(min(psnrs), 2),
+            "matting_seconds_median": round(statistics.median(seconds), 3),
+        },
+        "matting": {
+            "options": {"method": options.method, "radius": options.radius, "eps": options.eps},
+            "means_without": mean_without,
+            "means_with": mean_with,
+            "per_gt_layer_alpha_iou": by_class,
+            "met": {
+                "raises_soft_and_translucent_iou": all(raised.values()),
+                "never_lowers_a_summary_figure": all(lowered.values()),
+                "recomposition_psnr_db_min_at_least_45": bool(min(psnrs) >= TARGETS["recomposition_psnr_db"]),
+            },
+            "not_lowered": lowered,
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posters", type=int, default=40)
     parser.add_argument("--first-seed", type=int, default=1000)
-    parser.add_argument("--with-matting", action="store_true", help="refine the engine's layers with LayerRefiner")
+    defaults = MattingOptions()
+    parser.add_argument("--matting", choices=["off", "guided", "deep"], default=defaults.method, help="matting method")
+    parser.add_argument("--matting-radius", type=int, default=defaults.radius)
+    parser.add_argument("--matting-eps", type=float, default=defaults.eps)
     parser.add_argument("--per-poster", action="store_true", help="also list each poster's engine scores")
     parser.add_argument("--size", default="864x1152", help="poster WIDTHxHEIGHT")
     parser.add_argument(
@@ -123,18 +182,38 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     width, height = (int(part) for part in args.size.lower().split("x"))
     engine = ClassicEngine()
-    rows: dict[str, list[dict[str, object]]] = {"engine": [], "one_layer": [], "background_and_text_boxes": []}
+    matting = MattingOptions(method=args.matting, radius=args.matting_radius, eps=args.matting_eps)
+    rows: dict[str, list[dict[str, object]]] = {
+        "engine": [],
+        "engine_with_matting": [],
+        "one_layer": [],
+        "background_and_text_boxes": [],
+    }
     psnrs, seconds, layer_counts = [], [], []
+    matted_psnrs, matting_seconds, per_layer, truth_counts = (
+        [],
+        [],
+        [],
+        dict.fromkeys(("soft", "translucent", "hard"), 0),
+    )
     predicted_lines: list[tuple[list[str], list[str]]] = []
     for seed in range(args.first_seed, args.first_seed + args.posters):
         poster = make_poster(seed, width, height)
         truth = from_layers(poster.layers, width, height, args.eval_scale)
         started = time.perf_counter()
-        layers = run_engine(engine, poster.image, args.with_matting)
+        layers = run_engine(engine, poster.image)
         seconds.append(time.perf_counter() - started)
         layer_counts.append(len(layers))
         psnrs.append(psnr(poster.image, np.clip(np.rint(composite(layers, width, height)), 0, 255)))
         rows["engine"].append(score_stack(from_layers(layers, width, height, args.eval_scale), truth))
+        if matting.method != "off":
+            refined, took = refine_stack(poster.image, layers, matting)
+            matting_seconds.append(took)
+            matted_psnrs.append(psnr(poster.image, np.clip(np.rint(composite(refined, width, height)), 0, 255)))
+            rows["engine_with_matting"].append(score_stack(from_layers(refined, width, height, args.eval_scale), truth))
+            per_layer.extend(per_layer_iou(poster.layers, layers, refined))
+            for layer in poster.layers[1:]:
+                truth_counts[edge_class(layer)] += 1
         rows["one_layer"].append(score_stack(from_layers(one_layer(poster), width, height, args.eval_scale), truth))
         rows["background_and_text_boxes"].append(
             score_stack(from_layers(background_and_text_boxes(poster), width, height, args.eval_scale), truth)
@@ -186,7 +265,6 @@ def main(argv: list[str] | None = None) -> None:
         "posters": args.posters,
         "seeds": [args.first_seed, args.first_seed + args.posters - 1],
         "size": [width, height],
-        "with_matting": args.with_matting,
         "statistic": "median over posters; levels are 0..5 greedy merges; text recall pooled over lines",
         "engine": {
             **engine_summary,
@@ -196,6 +274,11 @@ def main(argv: list[str] | None = None) -> None:
             "layers_median": statistics.median(layer_counts),
             "seconds_median": round(statistics.median(seconds), 3),
         },
+        **(
+            matting_report(rows, matting, matted_psnrs, matting_seconds, per_layer, truth_counts)
+            if matting.method != "off"
+            else {}
+        ),
         "baselines": {
             "one_layer": one_layer_summary,
             "background_and_text_boxes": summarise(rows["background_and_text_boxes"]),
@@ -211,9 +294,18 @@ def main(argv: list[str] | None = None) -> None:
                 "layerd_alpha_iou": [round(value, 4) for value in row["layerd_alpha_iou"]],  # type: ignore[attr-defined]
                 "per_element_alpha_iou_5": round(row["per_element_alpha_iou"][MAX_MERGES], 4),  # type: ignore[index]
                 "layers": count,
+                **(
+                    {"layerd_alpha_iou_with_matting": [round(value, 4) for value in matted["layerd_alpha_iou"]]}  # type: ignore[attr-defined]
+                    if matted
+                    else {}
+                ),
             }
-            for seed, row, count in zip(
-                range(args.first_seed, args.first_seed + args.posters), rows["engine"], layer_counts, strict=True
+            for seed, row, count, matted in zip(
+                range(args.first_seed, args.first_seed + args.posters),
+                rows["engine"],
+                layer_counts,
+                rows["engine_with_matting"] or [None] * args.posters,
+                strict=True,
             )
         ]
     print(json.dumps(report, indent=2))

@@ -41,8 +41,16 @@ else
   # torch first and pinned: the qwen extra then finds it installed (a CPU build here) instead of pulling CUDA.
   .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
   .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,qwen]'
+  # The Python SDK (sdk/python), its own distribution, with its gRPC extra: its tests import it as a user would.
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e 'sdk/python[grpc]'
 fi
 # --no-deps: its opencv-python requirement would shadow opencv-contrib (cv2.ximgproc).
 .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps rapidocr-onnxruntime==1.4.4
+# The deep matting method's numba kernels (pymatting) compile once into POSTER_MATTING_NUMBA_CACHE_DIR (a minute
+# on a fresh machine); every later process, the matting service's warm-up included, loads them in about a second.
+.venv/bin/python -m services.matting.deep
 # ag-psd, the independent PSD reader of the export tests, pinned by tests/js/package-lock.json.
 $runtime_only || [ -d tests/js/node_modules/ag-psd ] || npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+# The TypeScript client (clients/typescript): openapi-fetch, openapi-typescript and tsc, pinned by its package-lock.json.
+$runtime_only || [ -d clients/typescript/node_modules/openapi-fetch ] || \
+  npm ci --prefix clients/typescript --no-audit --no-fund --loglevel=error

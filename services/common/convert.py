@@ -5,7 +5,7 @@ from __future__ import annotations
 from poster.v1 import job_pb2
 from services.common.config import Settings
 from services.common.errors import InvalidInput
-from services.common.options import JobOptions, MattingOptions
+from services.common.options import JobOptions, MattingOptions, check_matting
 
 ENGINES = {job_pb2.ENGINE_AUTO: "auto", job_pb2.ENGINE_CLASSIC: "classic", job_pb2.ENGINE_QWEN: "qwen"}
 MATTING_METHODS = {
@@ -53,17 +53,17 @@ def options_from_proto(message: job_pb2.JobOptions, settings: Settings) -> JobOp
 
 
 def matting_from_proto(message: job_pb2.MattingParameters, settings: Settings) -> MattingOptions:
-    """Matting parameters with zero values replaced by the service defaults."""
+    """Matting parameters with zero values replaced by the service defaults; InvalidInput for unusable ones."""
     defaults = settings.matting_defaults
-    if message.eps < 0:
-        raise InvalidInput(f"matting eps must be positive, got {message.eps}")
-    return MattingOptions(
+    options = MattingOptions(
         method=_lookup(MATTING_METHODS, message.method, "matting method", defaults.method),
         radius=message.radius or defaults.radius,
         eps=message.eps or defaults.eps,
         min_area_px=message.min_area_px or defaults.min_area_px,
         margin_px=message.margin_px or defaults.margin_px,
     )
+    check_matting(options)
+    return options
 
 
 def options_to_proto(options: JobOptions) -> job_pb2.JobOptions:

@@ -1,8 +1,11 @@
-"""Matting refinement v0: guided-filter alpha, speck and hole cleanup, edge colour decontamination.
+"""Matting refinement: uncertain edge pixels re-estimated (guided filter or closed-form), decontaminated, cleaned.
 
 Layers stream in bottom to top. The refiner keeps the composite of what it has returned so far
-(the canvas below the next layer) so that it can solve the compositing equation for each new
-layer's edge colours: F = (I - (1 - a) * C) / a, which keeps the recomposition equal to the poster.
+(the canvas below the next layer). For each layer it finds the edge pixels whose alpha the poster
+contradicts (services/matting/edges.py), re-estimates only those on the layer's box plus a margin,
+and solves their colours from the compositing equation I = a * F + (1 - a) * C, taking of the
+colours that reproduce the poster the one closest to the layer's own. Every other pixel comes
+back exactly as the producer made it, so an edge the producer solved exactly stays exact.
 """
 
 from __future__ import annotations
@@ -14,16 +17,19 @@ import numpy as np
 
 from services.common.errors import InvalidInput
 from services.common.layers import BBox, Layer, LayerKind
-from services.common.options import MattingOptions
+from services.common.options import MattingOptions, check_matting
+from services.matting import deep
+from services.matting.cleanup import clean
+from services.matting.colours import exact_colour, needed_alpha
+from services.matting.edges import EdgeWork, find_uncertain, grow
+from services.matting.guided import guided_alpha
 
-METHODS = ("off", "guided", "deep")
-MAX_RADIUS = 64
 SNAP_LOW = 0.02
 """Refined alpha below this is treated as certainly transparent."""
 SNAP_HIGH = 0.98
 """Refined alpha above this is treated as certainly opaque."""
-EPS_PER_LOCAL_VARIANCE = 1e-4
-"""Lowest usable eps as a share of the crop's largest local colour variance (see _guided_alpha)."""
+_BLEND_SCALE = 1024.0
+"""cv2.blendLinear divides by (w1 + w2 + 1e-5): weights summing to this make that bias negligible."""
 
 
 class LayerRefiner:
@@ -32,22 +38,23 @@ class LayerRefiner:
     def __init__(self, guide: np.ndarray, options: MattingOptions) -> None:
         """Checks the guide ((H, W, 3) uint8 RGB, the original poster) and the options.
 
-        Raises InvalidInput for a bad guide, bad parameters or a method this build lacks.
+        Raises InvalidInput for a bad guide or bad parameters.
         """
-        _check_options(options)
+        check_matting(options)
         if guide.ndim != 3 or guide.shape[2] != 3 or guide.dtype != np.uint8 or guide.size == 0:
             raise InvalidInput(
                 f"matting guide must be a non-empty (H, W, 3) uint8 RGB image, got {guide.dtype}{guide.shape}"
             )
         self._guide = guide
         self._options = options
-        self._below = np.zeros(guide.shape, np.float64)
+        self._below = np.zeros(guide.shape, np.float32)
         self._last_index: int | None = None
 
     def refine(self, layer: Layer) -> Layer:
         """Returns the refined layer; call once per layer in stack order (index 0 first).
 
-        Background layers, method "off" and empty boxes come back unchanged (the same object).
+        Background layers, method "off", empty layers and layers with no uncertain edge pixel come
+        back unchanged (the same object), as does a layer the clean-up would erase entirely.
         Raises InvalidInput for a layer outside the canvas or out of order.
         """
         self._check_layer(layer)
@@ -55,7 +62,7 @@ class LayerRefiner:
         if self._options.method == "off" or _is_background(layer) or layer.bbox.area == 0:
             refined = layer
         else:
-            refined = self._refine_guided(layer)
+            refined = self._refine(layer)
         _paint_over(self._below, refined)
         return refined
 
@@ -69,62 +76,72 @@ class LayerRefiner:
                 f"layer {layer.id}: layers must arrive bottom to top, got index {layer.index} after {self._last_index}"
             )
 
-    def _refine_guided(self, layer: Layer) -> Layer:
+    def _refine(self, layer: Layer) -> Layer:
         options = self._options
-        region = _grow(layer.bbox, options.margin_px, self._guide.shape[1], self._guide.shape[0])
+        region = grow(layer.bbox, options.margin_px, self._guide.shape[1], self._guide.shape[0])
         rows, cols = region.slices()
-        image = self._guide[rows, cols]
-        rough = np.zeros((region.h, region.w, 4), np.uint8)
-        rough[_inner_slices(layer.bbox, region)] = layer.rgba
-
-        alpha = _guided_alpha(image, rough[..., 3], options.radius, options.eps)
-        # Glyph dots and letter counters are legitimately smaller than any useful speck size.
-        if options.min_area_px > 0 and layer.kind != LayerKind.TEXT:
-            _remove_specks(alpha, options.min_area_px)
-            _fill_holes(alpha, options.min_area_px)
-        alpha[alpha < SNAP_LOW] = 0.0
-        alpha[alpha > SNAP_HIGH] = 1.0
-        alpha8 = np.round(alpha * 255.0).astype(np.uint8)
-        if not alpha8.any():
+        image, below = self._guide[rows, cols], self._below[rows, cols]
+        rgba = np.zeros((region.h, region.w, 4), np.uint8)
+        rgba[_inner_slices(layer.bbox, region)] = layer.rgba
+        works = find_uncertain(image, below, rgba, options.radius)
+        # Every window is estimated from the producer's layer, then all are written.
+        updates = [self._refine_window(image, below, work, layer.kind) for work in works]
+        if not updates:
             return layer
-
-        rgb = _decontaminate(image, self._below[rows, cols], alpha8, rough)
-        refined = np.dstack([rgb, alpha8])
-        ys, xs = np.nonzero(alpha8)
-        top, bottom, left, right = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
-        box = BBox(region.x + int(left), region.y + int(top), int(right - left), int(bottom - top))
+        for work, (alpha8, colour) in zip(works, updates, strict=True):
+            ys, xs = np.divmod(work.pixels, work.window.w)
+            rgba[work.window.y + ys, work.window.x + xs] = np.column_stack([colour, alpha8])
+        left, top, width, height = cv2.boundingRect(rgba[..., 3])
+        if width == 0:
+            return layer
         return dataclasses.replace(
             layer,
-            bbox=box,
-            rgba=np.ascontiguousarray(refined[top:bottom, left:right]),
+            bbox=BBox(region.x + left, region.y + top, width, height),
+            rgba=np.ascontiguousarray(rgba[top : top + height, left : left + width]),
             attributes=dict(layer.attributes),
         )
 
+    def _refine_window(
+        self, image: np.ndarray, below: np.ndarray, work: EdgeWork, kind: LayerKind
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """New (alpha uint8 (n,), colour uint8 (n, 3)) of one window's uncertain pixels."""
+        options = self._options
+        rows, cols = work.window.slices()
+        image = image[rows, cols]
+        alpha = self._estimate(image, work)
+        # The filter regularises between what the producer said and what the poster shows, never beyond.
+        shown = work.estimate.ravel()[work.pixels]
+        alpha.ravel()[work.pixels] = np.clip(
+            np.nan_to_num(alpha.ravel()[work.pixels]), np.minimum(work.rough, shown), np.maximum(work.rough, shown)
+        )
+        # Glyph dots and letter counters are legitimately smaller than any useful speck size.
+        if options.min_area_px > 0 and kind != LayerKind.TEXT:
+            clean(alpha, work.pixels, options.min_area_px, SNAP_LOW, SNAP_HIGH)
+        values = alpha.ravel()[work.pixels]
+        values[values < SNAP_LOW] = 0.0
+        values[values > SNAP_HIGH] = 1.0
+        poster = image.reshape(-1, 3)[work.pixels].astype(np.float32)
+        canvas = below[rows, cols].reshape(-1, 3)[work.pixels]
+        # Never less alpha than the poster needs there: the composite must stay equal to the poster.
+        alpha8 = np.maximum(np.rint(values * 255.0), np.ceil(needed_alpha(poster, canvas) * 255.0 - 1e-6))
+        prior = work.colour
+        if options.method == "deep":
+            refined = work.estimate.copy()
+            refined.ravel()[work.pixels] = alpha8 / 255.0
+            prior = deep.foreground(image, refined).reshape(-1, 3)[work.pixels]
+        return alpha8.astype(np.uint8), exact_colour(poster, canvas, alpha8 / 255.0, prior)
 
-def _check_options(options: MattingOptions) -> None:
-    if options.method not in METHODS:
-        raise InvalidInput(f"unknown matting method {options.method!r}; use one of {', '.join(METHODS)}")
-    if options.method == "deep":
-        raise InvalidInput("matting method 'deep' is not available in this build; use 'guided' or 'off'")
-    if not 1 <= options.radius <= MAX_RADIUS:
-        raise InvalidInput(f"matting radius must be between 1 and {MAX_RADIUS} pixels, got {options.radius}")
-    if not options.eps > 0:
-        raise InvalidInput(f"matting eps must be positive, got {options.eps}")
-    if options.min_area_px < 0:
-        raise InvalidInput(f"matting min_area_px must not be negative, got {options.min_area_px}")
-    if options.margin_px < 0:
-        raise InvalidInput(f"matting margin_px must not be negative, got {options.margin_px}")
+    def _estimate(self, image: np.ndarray, work: EdgeWork) -> np.ndarray:
+        """Alpha over the window, the uncertain pixels re-estimated by the job's method (unclipped)."""
+        if self._options.method == "deep":
+            unknown = np.zeros(work.estimate.shape, bool)
+            unknown.ravel()[work.pixels] = True
+            return deep.closed_form_alpha(image, work.estimate, unknown, self._options.eps)
+        return guided_alpha(image, work.estimate, self._options.radius, self._options.eps)
 
 
 def _is_background(layer: Layer) -> bool:
     return layer.kind == LayerKind.BACKGROUND or layer.index == 0
-
-
-def _grow(box: BBox, margin: int, width: int, height: int) -> BBox:
-    """The box grown by margin on every side, clipped to the canvas."""
-    left, top = max(box.x - margin, 0), max(box.y - margin, 0)
-    right, bottom = min(box.x + box.w + margin, width), min(box.y + box.h + margin, height)
-    return BBox(left, top, right - left, bottom - top)
 
 
 def _inner_slices(box: BBox, region: BBox) -> tuple[slice, slice]:
@@ -133,68 +150,9 @@ def _inner_slices(box: BBox, region: BBox) -> tuple[slice, slice]:
     return slice(top, top + box.h), slice(left, left + box.w)
 
 
-def _guided_alpha(image: np.ndarray, alpha8: np.ndarray, radius: int, eps: float) -> np.ndarray:
-    """Alpha in [0, 1] refined by OpenCV's colour guided filter, with the crop as guide.
-
-    The guide is passed on the 0-255 scale with eps scaled by 255**2, the same filter as a [0, 1]
-    guide with `eps`: below eps 1e-2 OpenCV replaces small covariance determinants with 1, which
-    on a [0, 1] guide turns the filter into a plain blur. OpenCV also inverts the 3x3 covariances
-    in float32 by cofactors, which yields garbage (even NaN) once eps is tiny next to the strongest
-    local colour variance in the crop, so eps is kept above a small share of that variance.
-    """
-    guide = image.astype(np.float64) / 255.0
-    window = (2 * radius + 1, 2 * radius + 1)
-    mean = cv2.boxFilter(guide, cv2.CV_64F, window)
-    variance = cv2.boxFilter(guide * guide, cv2.CV_64F, window) - mean * mean
-    eps = max(eps, EPS_PER_LOCAL_VARIANCE * float(variance.sum(axis=2).max()))
-    refined = cv2.ximgproc.guidedFilter(
-        image.astype(np.float32), alpha8.astype(np.float32) / 255.0, radius, eps * 255.0**2
-    )
-    return np.clip(np.nan_to_num(refined), 0.0, 1.0)
-
-
-def _remove_specks(alpha: np.ndarray, min_area: int) -> None:
-    """Zeroes islands of non-transparent alpha that add up to less than min_area opaque pixels, in place.
-
-    Measuring alpha mass rather than pixel count catches specks the guided filter smeared out.
-    """
-    _, labels = cv2.connectedComponents((alpha > SNAP_LOW).astype(np.uint8), connectivity=8)
-    small = np.bincount(labels.ravel(), weights=alpha.ravel()) < min_area
-    small[0] = False  # label 0 is the transparent surround, not an island
-    alpha[small[labels]] = 0.0
-
-
-def _fill_holes(alpha: np.ndarray, min_area: int) -> None:
-    """Makes enclosed not-quite-opaque holes missing less than min_area pixels of alpha opaque, in place.
-
-    A hole that touches the region's edge may continue outside it, so it is left alone.
-    """
-    _, labels = cv2.connectedComponents((alpha < SNAP_HIGH).astype(np.uint8), connectivity=4)
-    small = np.bincount(labels.ravel(), weights=1.0 - alpha.ravel()) < min_area
-    small[0] = False  # label 0 is the opaque part
-    edge = np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])
-    small[edge] = False
-    alpha[small[labels]] = 1.0
-
-
-def _decontaminate(image: np.ndarray, below: np.ndarray, alpha8: np.ndarray, rough: np.ndarray) -> np.ndarray:
-    """Foreground colours for the refined alpha, solving I = a * F + (1 - a) * C for F.
-
-    Where both the producer and the refinement say a pixel is opaque, the producer's own colour
-    is kept: the poster there may show a layer above this one, which must not be baked in.
-    """
-    a = alpha8.astype(np.float64)[..., None] / 255.0
-    solved = (image - (1.0 - a) * below) / np.maximum(a, 1.0 / 255.0)
-    rgb = np.clip(np.round(solved), 0, 255).astype(np.uint8)
-    keep = (alpha8 == 255) & (rough[..., 3] == 255)
-    rgb[keep] = rough[..., :3][keep]
-    rgb[alpha8 == 0] = 0
-    return rgb
-
-
 def _paint_over(canvas: np.ndarray, layer: Layer) -> None:
-    """Composites one layer over the canvas in place, exactly as services.common.layers.composite does."""
+    """Composites one layer over the float32 canvas in place, as services.common.layers.composite does."""
     rows, cols = layer.bbox.slices()
-    alpha = layer.rgba[..., 3:4].astype(np.float64) / 255.0
+    alpha = np.multiply(layer.rgba[..., 3], np.float32(_BLEND_SCALE / 255.0), dtype=np.float32)
     region = canvas[rows, cols]
-    region[:] = layer.rgba[..., :3] * alpha + region * (1.0 - alpha)
+    cv2.blendLinear(layer.rgba[..., :3].astype(np.float32), region, alpha, np.float32(_BLEND_SCALE) - alpha, dst=region)

@@ -16,6 +16,7 @@ from services.common.images import decode_rgba
 from services.common.source_alpha import clip_to_source, split_source
 from services.common.status import grpc_errors
 from services.common.tensors import LayerAssembler, layer_wire_frames
+from services.matting import deep
 from services.matting.refine import LayerRefiner
 
 
@@ -25,6 +26,11 @@ class MattingServicer(matting_pb2_grpc.MattingServiceServicer):
     def __init__(self, blobs: BlobStore, settings: Settings) -> None:
         self._blobs = blobs
         self._settings = settings
+        deep.configure(settings.matting_numba_cache_dir)
+
+    async def warm_up(self) -> None:
+        """Loads (compiling on a fresh machine: tens of seconds) and runs the deep method's solvers once."""
+        await asyncio.to_thread(deep.warm_up)
 
     @grpc_errors
     async def Refine(

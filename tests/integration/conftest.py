@@ -31,13 +31,18 @@ def spans() -> InMemorySpanExporter:
 
 @pytest.fixture
 def mesh_settings(redis_url: str, tmp_path: Path) -> Settings:
-    """Settings for a mesh on the test redis-server with short queue timeouts."""
+    """Settings for a mesh on the test redis-server with short queue timeouts.
+
+    The matting service does not load the deep method before SERVING here (only a deep job would use
+    it); tests/integration/test_matting_service.py checks that warm-up.
+    """
     return Settings(
         redis_url=redis_url,
         blob_root=f"file://{tmp_path / 'blobs'}",
         claim_idle_ms=2000,
         heartbeat_ms=300,
         job_timeout_s=120,
+        matting_warm_deep=False,
     )
 
 
