@@ -310,6 +310,12 @@ def peak_flops(device: str, override_tflops: float | None) -> float | None:
     return next((flops for key, flops in PEAK_FLOPS if key in name), None)
 
 
+def write_table(path: Path, device: str, entries: list[dict]) -> None:
+    """Writes the engine's memory table (services/decompose/engines/qwen/memory.py reads it)."""
+    document = {"version": 1, "device": torch.cuda.get_device_name(device), "entries": entries}
+    path.write_text(json.dumps(document, indent=2))
+
+
 def csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
@@ -357,18 +363,22 @@ def main(argv: list[str] | None = None) -> int:
             torch.cuda.empty_cache()
             setting = {"dtype": dtype_name, "offload": offload, "quantization": "none"}
             for resolution in resolutions:
+                configuration_started = time.perf_counter()
                 flops = transformer_flops_per_step(pipeline, image, resolution, args.layers)  # also the warm-up
                 figures = measure(pipeline, device, image, resolution, args.layers, args.steps)
                 utilisation = flops / figures["seconds_per_step"] / peak if peak else None
                 entry = {"resolution": resolution, "layers": args.layers, **setting}
                 results.append({**entry, **figures, "transformer_flops_per_step": flops, "mfu": utilisation})
-                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
                 table.append({**entry, "job_bytes": figures["job_bytes"]})
                 if args.table:
                     for layers in (int(value) for value in csv(args.table_layers)):
                         if layers != args.layers:
                             measured = job_bytes(pipeline, device, image, resolution, layers)
                             table.append({"resolution": resolution, "layers": layers, **setting, "job_bytes": measured})
+                    # Rewritten after every configuration, so a run cut short still leaves what it measured.
+                    write_table(args.table, device, table)
+                results[-1]["wall_seconds"] = time.perf_counter() - configuration_started
+                print(json.dumps(results[-1]), file=sys.stderr, flush=True)
     report = {
         "bench": "qwen_gpu",
         "device": torch.cuda.get_device_name(device),
@@ -383,8 +393,6 @@ def main(argv: list[str] | None = None) -> int:
         "true_cfg_scale": TRUE_CFG_SCALE,
         "results": results,
     }
-    if args.table:
-        args.table.write_text(json.dumps({"version": 1, "device": report["device"], "entries": table}, indent=2))
     print(json.dumps(report, indent=2))
     return 0
 

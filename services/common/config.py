@@ -103,7 +103,9 @@ class Settings(BaseSettings):
     qwen_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"  # auto: bfloat16 on CUDA, float32 on CPU
     qwen_cpu_offload: bool = False  # enable_model_cpu_offload: one model at a time on the GPU; slower
     qwen_quantization: Literal["none", "fp8"] = "none"  # fp8: transformer weights stored in float8_e4m3fn
-    qwen_memory_table: str = ""  # JSON written by bench/qwen_gpu.py; empty: no free-memory check before a job
+    # JSON written by bench/qwen_gpu.py --table; empty: the table measured on an H200 that ships with the engine;
+    # "none": no free-memory check before a job.
+    qwen_memory_table: str = ""
     qwen_memory_headroom: float = 1.1  # a job starts only if table bytes x this are free on the GPU
     qwen_max_concurrent_jobs: int = 1  # decompositions at once on this worker's GPU
     qwen_default_layers: int = 4  # when a job asks for layers=0 (auto)

@@ -25,7 +25,7 @@ from services.decompose.engines import EngineRegistry
 from services.decompose.engines.qwen.config import QwenConfig, job_parameters
 from services.decompose.engines.qwen.engine import QwenEngine
 from services.decompose.engines.qwen.frames import frames_to_layers
-from services.decompose.engines.qwen.memory import MemoryEntry, MemoryTable
+from services.decompose.engines.qwen.memory import MEASURED_TABLE, MemoryEntry, MemoryTable, table_path
 from tests.qwen_fixtures import build_tiny_pipeline
 
 WIDTH, HEIGHT = 240, 180  # 4:3, so the pipeline works at 736 x 544 and the layers must be mapped back
@@ -272,6 +272,34 @@ def test_memory_table_files_load_and_unreadable_ones_are_a_failed_precondition(t
             MemoryTable.load(path)
     with pytest.raises(FailedPrecondition, match="memory table"):
         MemoryTable.load(tmp_path / "missing.json")
+
+
+def test_the_shipped_table_is_the_h200_measurement_and_grows_with_layers_and_resolution() -> None:
+    assert table_path("") == MEASURED_TABLE and table_path("none") is None and table_path("/t.json") == Path("/t.json")
+    table = MemoryTable.load(MEASURED_TABLE)
+    assert "H200" in table.device
+    for dtype in ("bfloat16", "float16"):
+        at = {
+            (res, layers): table.job_bytes(res, layers, dtype, False, "none")
+            for res in (640, 1024)
+            for layers in (2, 4, 6, 8)
+        }
+        assert all(value is not None for value in at.values())
+        for res in (640, 1024):
+            assert at[res, 2] < at[res, 4] < at[res, 6] < at[res, 8]
+        assert all(at[1024, layers] > 2 * at[640, layers] for layers in (2, 4, 8))
+        assert 10 * GIB < at[1024, 4] < 25 * GIB  # 17.8 GB measured on top of ~58 GB of resident models
+    # With offload the models themselves count as the job's: about the transformer's 41 GB plus activations.
+    assert 35 * GIB < table.job_bytes(640, 4, "bfloat16", True, "none") < 45 * GIB
+
+
+def test_an_engine_without_a_configured_table_checks_against_the_shipped_one(weights: Path) -> None:
+    engine = QwenEngine(QwenConfig(weights=str(weights), dtype="bfloat16"), available_memory=lambda: 8 * GIB)
+    image = np.zeros((64, 64, 3), np.uint8)
+    with pytest.raises(ResourceExhausted, match=r"resolution 1024 with 4 layers needs about 18\.2 GiB"):
+        list(engine.decompose(image, JobOptions(layers=4, resolution=1024), lambda *_: None, lambda: False))
+    unchecked = QwenEngine(QwenConfig(weights=str(weights), memory_table="none"), available_memory=lambda: 0)
+    assert unchecked._table is None
 
 
 def test_frames_are_resized_to_the_input_cropped_and_empty_ones_dropped() -> None:

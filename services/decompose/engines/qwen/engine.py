@@ -21,7 +21,7 @@ from services.decompose.engines.base import CancelCheck, ProgressCallback
 from services.decompose.engines.qwen.config import NEGATIVE_PROMPT, QwenConfig, QwenJob, job_parameters
 from services.decompose.engines.qwen.frames import frames_to_layers
 from services.decompose.engines.qwen.loading import load_pipeline, resolve_device, resolve_dtype
-from services.decompose.engines.qwen.memory import MemoryTable, check_memory, cuda_available_bytes
+from services.decompose.engines.qwen.memory import MemoryTable, check_memory, cuda_available_bytes, table_path
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +50,15 @@ class QwenEngine:
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device)
         self.version = f"diffusers-{diffusers.__version__}"
-        self._table = MemoryTable.load(config.memory_table) if config.memory_table else None
+        path = table_path(config.memory_table)
+        self._table = MemoryTable.load(path) if path else None
         if available_memory is None and self.device.startswith("cuda"):
             available_memory = cuda_available_bytes(self.device)
         self._available_memory = available_memory
         self._slots = threading.BoundedSemaphore(config.max_concurrent_jobs)
         self._pipeline = load_pipeline(config, self.device, self.dtype)
         if self._table is None and self.device.startswith("cuda"):
-            log.warning("qwen: no memory table (POSTER_QWEN_MEMORY_TABLE); jobs start without a free-memory check")
+            log.warning("qwen: POSTER_QWEN_MEMORY_TABLE=none; jobs start without a free-memory check")
 
     def decompose(
         self,

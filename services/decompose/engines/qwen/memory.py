@@ -19,6 +19,21 @@ from services.common.errors import FailedPrecondition, ResourceExhausted
 
 GIB = 1024**3
 
+MEASURED_TABLE = Path(__file__).with_name("memory_table.json")
+"""The table bench/qwen_gpu.py measured on an NVIDIA H200 (docs/benchmarks.md), shipped as the default.
+
+A job's allocations depend on the model and the job, not the card, so it holds on other CUDA GPUs too;
+measure again for another torch or diffusers release."""
+NO_TABLE = "none"
+"""The qwen_memory_table value that turns the free-memory check off."""
+
+
+def table_path(setting: str) -> Path | None:
+    """The memory table a qwen_memory_table setting names: empty is MEASURED_TABLE, "none" is no table."""
+    if setting == NO_TABLE:
+        return None
+    return Path(setting) if setting else MEASURED_TABLE
+
 
 @dataclass(frozen=True)
 class MemoryEntry:
