@@ -13,7 +13,7 @@ Run `python -m samples.synthetic` to write samples/poster.png (seed 7).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -114,7 +114,32 @@ def make_poster(seed: int, width: int = 864, height: int = 1152) -> SyntheticPos
         add(LayerKind.TEXT, text_box, rgba, f"text: {words}", text=words, font_size_px=float(font.size), color=color)
 
     image = np.clip(np.round(composite(layers, width, height)), 0, 255).astype(np.uint8)
-    return SyntheticPoster(image=image, layers=layers)
+    return SyntheticPoster(image=image, layers=_shown(layers))
+
+
+def _shown(layers: list[Layer]) -> list[Layer]:
+    """The layers without those that opaque layers above cover entirely, renumbered bottom to top.
+
+    Such a layer leaves no trace in the image, so no decomposition could find it: ground truth holds
+    what the poster shows (a partly covered layer stays, whole, however little of it shows).
+    """
+    kept = []
+    for number, layer in enumerate(layers):
+        covered = np.zeros((layer.bbox.h, layer.bbox.w), bool)
+        for upper in layers[number + 1 :]:
+            top, left = max(layer.bbox.y, upper.bbox.y), max(layer.bbox.x, upper.bbox.x)
+            bottom = min(layer.bbox.y + layer.bbox.h, upper.bbox.y + upper.bbox.h)
+            right = min(layer.bbox.x + layer.bbox.w, upper.bbox.x + upper.bbox.w)
+            if bottom > top and right > left:
+                opaque = upper.rgba[
+                    top - upper.bbox.y : bottom - upper.bbox.y, left - upper.bbox.x : right - upper.bbox.x
+                ]
+                covered[top - layer.bbox.y : bottom - layer.bbox.y, left - layer.bbox.x : right - layer.bbox.x] |= (
+                    opaque[..., 3] == 255
+                )
+        if number == 0 or np.any((layer.rgba[..., 3] > 0) & ~covered):
+            kept.append(replace(layer, index=len(kept)))
+    return kept
 
 
 def _opaque(rgb: np.ndarray) -> np.ndarray:

@@ -364,3 +364,86 @@ def test_label_plate_goes_right_under_its_line() -> None:
     title = candidate(LayerKind.TEXT, BBox(10, 10, 300, 60), "TITLE")
     label = candidate(LayerKind.TEXT, BBox(40, 410, 160, 30), "label")
     assert stack_order([big, plate], [title, label]) == [big, title, plate, label]
+
+
+def test_a_label_plate_something_covers_stays_beneath_it() -> None:
+    def candidate(kind: LayerKind, box: BBox, text: str = "") -> Candidate:
+        return Candidate(kind, box, np.ones((box.h, box.w), bool), np.ones((box.h, box.w)), text=text)
+
+    plate = candidate(LayerKind.SHAPE, BBox(20, 400, 200, 50))
+    photo = candidate(LayerKind.IMAGE, BBox(0, 300, 100, 120))
+    label = candidate(LayerKind.TEXT, BBox(40, 410, 160, 30), "label")
+    # The photo was seen lying over the plate's corner, so the plate stays under the photo.
+    assert stack_order([plate, photo], [label]) == [plate, photo, label]
+
+
+def test_translucent_shape_over_another_keeps_its_opacity_over_a_flat_plate(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    canvas = flat_canvas(width, height, (235, 225, 200))
+    canvas[40:200, 40:220] = (200, 40, 40)
+    # Over the flat plate alone the opacity is unobservable; where the shape lies over the red one it shows.
+    canvas[120:260, 150:360] = 0.45 * np.array((30, 60, 220)) + 0.55 * canvas[120:260, 150:360]
+    image = np.round(canvas).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    red, blue = foreground(layers, LayerKind.SHAPE)
+    assert red.index < blue.index
+    blue_alpha = full_alpha(blue, width, height)
+    assert abs(float(np.median(blue_alpha[125:255, 155:355])) - 115) <= 8
+    assert np.abs(blue.rgba[20, 150 - blue.bbox.x + 50, :3].astype(int) - (30, 60, 220)).max() <= 8
+    # The red shape is whole under the translucent one, in its own colour.
+    red_alpha = full_alpha(red, width, height)
+    assert np.mean(red_alpha[42:198, 42:218] >= 250) > 0.98
+    assert np.abs(red.rgba[150 - red.bbox.y, 200 - red.bbox.x, :3].astype(int) - (200, 40, 40)).max() <= 3
+
+
+def test_translucent_shape_over_grain_is_found_where_its_colour_meets_the_plate(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    rng = np.random.default_rng(4)
+    ramp = np.linspace(60, 200, width)
+    plate = np.dstack([np.tile(ramp, (height, 1)), np.full((height, width), 140.0), np.full((height, width), 150.0)])
+    plate += cv2.GaussianBlur(rng.normal(0, 1, (height, width, 3)), (0, 0), 1.0) * 12
+    disc = np.zeros((height, width))
+    cv2.circle(disc, (200, 150), 90, 1.0, -1, lineType=cv2.LINE_AA)
+    # The disc's colour equals the plate on its left: there its rim has no colour step, only less grain.
+    color = np.array((75.0, 140.0, 150.0))
+    canvas = plate + 0.6 * disc[..., None] * (color - plate)
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    shapes = [layer for layer in layers[1:] if layer.kind in (LayerKind.SHAPE, LayerKind.IMAGE)]
+    best = max(shapes, key=lambda layer: np.count_nonzero(full_alpha(layer, width, height)))
+    alpha = full_alpha(best, width, height) > 0
+    inside = disc > 0.99
+    assert np.mean(alpha[inside]) > 0.9
+    assert np.count_nonzero(alpha & (disc == 0)) < 0.1 * np.count_nonzero(inside)
+
+
+def test_a_photo_cutting_a_shape_straight_lies_above_it(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    canvas = flat_canvas(width, height, (240, 235, 220))
+    ellipse = np.zeros((height, width))
+    cv2.ellipse(ellipse, (150, 160), (110, 80), 0, 0, 360, 1.0, -1, lineType=cv2.LINE_AA)
+    canvas = np.array((40, 150, 90)) * ellipse[..., None] + canvas * (1 - ellipse[..., None])
+    # The photo's straight edge cuts the ellipse: the ellipse's own outline says it goes on beneath.
+    canvas[60:280, 200:380] = photo_patch(5, 180, 220)
+    image = np.round(canvas).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    (shape,) = foreground(layers, LayerKind.SHAPE)
+    (photo,) = foreground(layers, LayerKind.IMAGE)
+    assert shape.index < photo.index
+    alpha = full_alpha(shape, width, height)
+    assert np.mean(alpha[(ellipse > 0.99)] >= 250) > 0.97
+
+
+def test_a_crisp_drop_shadow_over_a_flat_plate_stays_with_its_shape(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    canvas = flat_canvas(width, height, (180, 220, 190))
+    # A hard shadow, 8 px down and right: over a flat plate a band of one darker colour.
+    canvas[68:228, 88:288] *= 0.55
+    canvas[60:220, 80:280] = (240, 200, 220)
+    image = np.round(canvas).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    assert [layer.kind for layer in layers] == [LayerKind.BACKGROUND, LayerKind.SHAPE]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from samples.synthetic import make_poster
-from services.common.layers import LayerKind, composite, psnr
+from samples.synthetic import _shown, make_poster
+from services.common.layers import BBox, Layer, LayerKind, composite, psnr
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "poster.png"
 
@@ -86,6 +86,29 @@ def test_korean_lines_soft_shadowed_and_textured_elements_occur() -> None:
     # Textured plates vary from pixel to pixel.
     backgrounds = [poster.layers[0].rgba[..., :3].astype(np.float64) for poster in posters]
     assert any(np.abs(np.diff(plate, axis=1)).mean() > 2.0 for plate in backgrounds)
+
+
+def test_a_layer_covered_entirely_is_not_ground_truth() -> None:
+    def square(index: int, x: int, size: int, alpha: int) -> Layer:
+        rgba = np.zeros((size, size, 4), np.uint8)
+        rgba[..., 3] = alpha
+        return Layer(index, LayerKind.SHAPE, BBox(x, 0, size, size), rgba, name=f"square {index}")
+
+    background = Layer(0, LayerKind.BACKGROUND, BBox(0, 0, 20, 20), np.full((20, 20, 4), 255, np.uint8))
+    hidden, peeking, cover = square(1, 2, 4, 255), square(2, 8, 6, 128), square(3, 0, 12, 255)
+    kept = _shown([background, hidden, peeking, cover])
+    # The peeking square shows right of the cover; the hidden one leaves no pixel.
+    assert [layer.name for layer in kept] == ["", "square 2", "square 3"]
+    assert [layer.index for layer in kept] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("seed", [1012, 2035])
+def test_every_ground_truth_layer_shows(seed: int) -> None:
+    poster = make_poster(seed)
+    height, width = poster.image.shape[:2]
+    for layer in poster.layers[1:]:
+        without = [other for other in poster.layers if other is not layer]
+        assert not np.array_equal(np.round(composite(without, width, height)), poster.image), layer.name
 
 
 def has_hangul(text: str) -> bool:

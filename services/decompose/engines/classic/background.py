@@ -34,6 +34,12 @@ SEARCH_SAMPLES = 3000
 """Seed pixels used to search a radial gradient's centre."""
 SEARCH_MOVES = 200
 """Most pattern-search steps for that centre."""
+GRAIN_WINDOW = 9
+"""Side (px) of the window over which a pixel's fine detail (grain, noise) is averaged."""
+MIN_GRAIN = 2.0
+"""Fine detail (mean absolute Laplacian, levels) of the poster's frame from which a plate counts as grainy ..."""
+CALM_SHARE = 0.7
+"""... and pixels with less than this share of it are not the plate: what is drawn over grain hides or dims it."""
 
 _SQUARE = np.ones((3, 3), np.uint8)
 
@@ -200,17 +206,36 @@ def _edge_region(image: np.ndarray) -> np.ndarray:
     small = cv2.GaussianBlur(_shrink(image, FLOOD_SIDE), (3, 3), 0)
     s_h, s_w = small.shape[:2]
     labels = np.zeros((s_h + 2, s_w + 2), np.uint8)
+    calm = _calm(image, (s_w, s_h))
+    # Calm pixels are walls the flood cannot cross; label 255 is never a region's.
+    labels[1:-1, 1:-1][calm] = 255
     step = (FLOOD_STEP,) * 3
     region = 0
     for y, x in zip(*np.nonzero(_frame(s_h, s_w)), strict=True):
-        if labels[y + 1, x + 1] == 0 and region < 255:
+        if labels[y + 1, x + 1] == 0 and region < 254:
             region += 1
             flags = 8 | cv2.FLOODFILL_MASK_ONLY | (region << 8)
             cv2.floodFill(small, labels, (int(x), int(y)), (0, 0, 0), step, step, flags)
     labels = labels[1:-1, 1:-1]
-    counts = np.bincount(labels.ravel(), minlength=2)
-    counts[0] = 0
+    counts = np.bincount(labels.ravel(), minlength=256)
+    counts[0] = counts[255] = 0
     return (labels == np.argmax(counts)).astype(np.uint8)
+
+
+def _calm(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Pixels (of a copy of `size`) whose fine detail is well below the frame's, on a grainy poster; else none.
+
+    Grain, paper and noise textures show evenly everywhere the plate shows; an opaque shape over them
+    hides the grain and a translucent one dims it, even where its colour is close to the plate's.
+    """
+    detail = np.abs(cv2.Laplacian(image.astype(np.float32), cv2.CV_32F)).max(axis=-1)
+    detail = cv2.resize(cv2.blur(detail, (GRAIN_WINDOW, GRAIN_WINDOW)), size, interpolation=cv2.INTER_AREA)
+    quartile, frame_level = np.percentile(detail[_frame(*detail.shape)], [25, 50])
+    # Grain lies evenly over the plate; a photo backdrop has calm skies beside busy leaves.
+    if frame_level < MIN_GRAIN or quartile < CALM_SHARE * frame_level:
+        return np.zeros(detail.shape, bool)
+    # The detail window blurs a drawn thing's edge into a busy band along it: the wall covers that too.
+    return cv2.dilate((detail < CALM_SHARE * frame_level).astype(np.uint8), _SQUARE, iterations=2).astype(bool)
 
 
 def _texture_plate(image: np.ndarray, region: np.ndarray) -> np.ndarray:

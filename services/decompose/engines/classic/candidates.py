@@ -76,9 +76,11 @@ def stack_order(elements: list[Candidate], texts: list[Candidate]) -> list[Candi
     """
     plates: dict[int, list[Candidate]] = {}
     lower = []
-    for element in elements:
-        under = [number for number, text in enumerate(texts) if _shared(element.box, text.box) >= 0.5 * text.box.area]
-        if len(under) == 1 and element.box.area <= LABEL_AREA_RATIO * texts[under[0]].box.area:
+    for number, element in enumerate(elements):
+        under = [line for line, text in enumerate(texts) if _shared(element.box, text.box) >= 0.5 * text.box.area]
+        # An element that something above it covers stays beneath that: its occlusion was seen.
+        covered = any(_overlap(element, other) for other in elements[number + 1 :])
+        if len(under) == 1 and element.box.area <= LABEL_AREA_RATIO * texts[under[0]].box.area and not covered:
             plates.setdefault(under[0], []).append(element)
         else:
             lower.append(element)
@@ -86,6 +88,17 @@ def stack_order(elements: list[Candidate], texts: list[Candidate]) -> list[Candi
     for number, text in enumerate(texts):
         stack += [*plates.get(number, []), text]
     return stack
+
+
+def _overlap(a: Candidate, b: Candidate) -> bool:
+    """Whether two candidates may cover a common pixel."""
+    x0, y0 = max(a.box.x, b.box.x), max(a.box.y, b.box.y)
+    x1, y1 = min(a.box.x + a.box.w, b.box.x + b.box.w), min(a.box.y + a.box.h, b.box.y + b.box.h)
+    if x1 <= x0 or y1 <= y0:
+        return False
+    in_a = a.support[y0 - a.box.y : y1 - a.box.y, x0 - a.box.x : x1 - a.box.x]
+    in_b = b.support[y0 - b.box.y : y1 - b.box.y, x0 - b.box.x : x1 - b.box.x]
+    return bool(np.any(in_a & in_b))
 
 
 def _shared(a: BBox, b: BBox) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import cv2
@@ -29,6 +30,10 @@ DETAIL_CALM = 4.0
 """... or this multiple of the detail of the region's calmest quarter, when larger."""
 DETAIL_MIN_SHARE = 0.05
 """Smallest share of a region a photo or a smooth part split off by detail may have."""
+RIM_REACH = 8
+"""Half the width (px) below which a detailed band is a shape's soft rim or shadow rather than a photo."""
+THICK_SHARE = 0.5
+"""Share of a piece that must be wider than 2 RIM_REACH px for it to be a photo."""
 GRAIN_SHOWN = 3.0
 """Multiple of the plate's noise, times the see-through share, that a translucent fill's pixels may stray."""
 """Levels a flat fill's pixels may stray from its colour (compression noise)."""
@@ -65,7 +70,18 @@ TRANSLUCENT_FIT_RMS = 3.0
 FIT_SAMPLES = 20_000
 """Pixels sampled for the opacity fit."""
 UNDERLAY_SPREAD = 8.0
-"""Opacity is only observable where the plate beneath varies by at least this much (levels)."""
+"""Opacity is only observable where the plate beneath varies by at least this much (levels) ..."""
+BAND_SPREAD = 4.0
+"""... or this much, for touching fields (bands of one ramp) that one opacity and colour fit as a whole."""
+
+OVERLAP_FIT_LEVELS = 6.0
+"""Largest residual (levels) of a translucent shape over another field explaining their overlap's colour."""
+OVERLAP_MIN_CONTRAST = 30.0
+"""Smallest contrast (levels) between a field and the plate for an overlap to tell the opacity above it."""
+OVERLAP_OPACITIES = (0.1, 0.9)
+"""Opacities an overlap may reveal; outside, the shape above is as good as clear or opaque."""
+OVERLAP_OPACITY_SLACK = 0.1
+"""Two overlaps of one shape must agree on its opacity within this."""
 
 _SQUARE = np.ones((3, 3), np.uint8)
 
@@ -104,7 +120,7 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
             part_box = BBox(
                 box.x + int(xs.min()), box.y + int(ys.min()), int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1
             )
-            cut = Part(part.mask[tight], part.core[tight], part.shade[tight])
+            cut = Part(part.mask[tight], part.core[tight], part.shade[tight], part.opacity, part.color)
             cluster.append(_element(pixels[tight], under[tight], cut, reach[tight], hidden[tight], part_box))
             # Holes in what lies above (a photo's pixels that match the plate) still cover what is beneath.
             above |= _filled(reach)
@@ -116,25 +132,34 @@ def _by_occlusion(parts: list[Part]) -> list[Part]:
     """Touching parts of one region, bottom to top.
 
     Of two touching parts, the one that bites into the other's convex hull lies on top: designs are
-    mostly convex figures, and an occluded figure shows a dent where the one above covers it.
-    Each part is ranked by how many touching parts it lies on; ties put the larger part lower.
+    mostly convex figures, and an occluded figure shows a dent where the one above covers it. The
+    stack follows these relations (a topological order; among parts free to go next, the one lying on
+    fewest parts, then the larger, lower); where they contradict each other, the part whose bites
+    into the parts left beneath it are weakest goes next.
     """
     if len(parts) < 2:
         return parts
     hulls = [_hull(part.core) for part in parts]
     grown = [_near(part.mask) for part in parts]
-    rank = [0] * len(parts)
+    # beneath[i][j]: by how many pixels part i's bite into part j's hull beats j's into i's.
+    beneath: list[dict[int, int]] = [{} for _ in parts]
     for i in range(len(parts)):
         for j in range(i + 1, len(parts)):
             if not (grown[i] & parts[j].mask).any():
                 continue
-            i_bites_j = np.count_nonzero(hulls[j] & parts[i].core)
-            j_bites_i = np.count_nonzero(hulls[i] & parts[j].core)
+            i_bites_j = np.count_nonzero((hulls[j] | _hidden(parts[j].core, parts[i].mask)) & parts[i].core)
+            j_bites_i = np.count_nonzero((hulls[i] | _hidden(parts[i].core, parts[j].mask)) & parts[j].core)
             if i_bites_j > j_bites_i:
-                rank[i] += 1
+                beneath[i][j] = i_bites_j - j_bites_i
             elif j_bites_i > i_bites_j:
-                rank[j] += 1
-    order = sorted(range(len(parts)), key=lambda i: (rank[i], -np.count_nonzero(parts[i].mask)))
+                beneath[j][i] = j_bites_i - i_bites_j
+    sizes = [np.count_nonzero(part.mask) for part in parts]
+    order: list[int] = []
+    left = set(range(len(parts)))
+    while left:
+        nxt = min(left, key=lambda i: (sum(v for j, v in beneath[i].items() if j in left), len(beneath[i]), -sizes[i]))
+        order.append(nxt)
+        left.remove(nxt)
     return [parts[i] for i in order]
 
 
@@ -196,6 +221,20 @@ class Part:
     """Pixels of the part's own fill (for a photo: its inside); classification and hull work on these."""
     shade: np.ndarray
     """Pixels of a dark drop shadow the part casts, whose alpha the exact solve finds."""
+    opacity: float | None = None
+    """A translucent shape's opacity when told from where it overlaps another shape, with its colour."""
+    color: np.ndarray | None = None
+
+
+@dataclass
+class Field:
+    """An area of one colour at one opacity over the plate (colour un-blended at that opacity)."""
+
+    mask: np.ndarray
+    color: np.ndarray
+    opacity: float
+    known: tuple[float, np.ndarray] | None = None
+    """Opacity and own colour of a translucent shape, told from where it lies over another field."""
 
 
 def _parts(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: float, noise: float) -> list[Part]:
@@ -209,23 +248,29 @@ def _parts(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: 
     if _translucent_fit(_sample(pixels, region), _sample(under, region))[0] < 1.0:
         return [whole]
     fields = _fields(pixels, under, region, min_area, noise)
-    flat = _union([mask for mask, _, _ in fields], region)
+    flat = _union([field.mask for field in fields], region)
     if not fields:
         return _by_detail(pixels, under, region, min_area) or [whole]
     if len(fields) == 1 and np.count_nonzero(region & ~_grow(flat)) < min_area:
         return [whole]
+    fields = _translucent_overlaps(pixels, under, _joined_bands(pixels, under, fields))
     # The pieces of one colour field stay together: mostly one shape cut apart by something on top.
     parts = []
     shadows = []
-    for mask, color, opacity in fields:
-        joined = _union(_pieces(mask, min_area), region)
+    for field in fields:
+        joined = _union(_pieces(field.mask, min_area), region)
         if not joined.any():
             continue
-        if opacity < 1.0 and color.max() <= SHADOW_COLOR_MAX:
-            # Black laid over the plate at an even strength: the flat middle of a drop shadow.
+        dark = field.known is None and field.opacity < 1.0 and field.color.max() <= SHADOW_COLOR_MAX
+        if dark or (_thin(joined) and np.mean(_darker(pixels[joined], under[joined])) >= SHADOW_SHARE):
+            # Black laid over the plate at an even strength (the flat middle of a drop shadow), or a
+            # band darker than the plate, which over a flat plate is a shadow's middle as well.
             shadows.append(joined)
+        elif field.known is not None:
+            opacity, color = field.known
+            parts.append((Part(joined.copy(), joined, np.zeros_like(region), opacity, color), color))
         else:
-            parts.append((Part(joined.copy(), joined, np.zeros_like(region)), color))
+            parts.append((Part(joined.copy(), joined, np.zeros_like(region)), field.color))
     if not parts:
         # Every field broke into specks: nothing to split by.
         return [whole]
@@ -245,16 +290,31 @@ def _parts(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: 
         if np.count_nonzero(piece) < SEAM_SHARE * np.count_nonzero(region):
             # Small leftovers are seams where things meet (or where text was lifted off), not photos.
             max(found, key=lambda part: np.count_nonzero(part.mask)).mask |= piece
+        elif _thin(piece):
+            # A band along a field is no photo: its drop shadow, or a soft rim, where the plate fit is rough.
+            if np.mean(_darker(pixels[piece], under[piece])) >= SHADOW_SHARE:
+                shadows.append(piece)
+            else:
+                near = _near(piece)
+                max(found, key=lambda part: np.count_nonzero(near & part.mask)).mask |= piece
         else:
-            photos.append(Part(piece, cv2.erode(piece.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region)))
+            # A leftover may still hold a photo beside a smooth translucent shape it touches.
+            photos.extend(
+                _by_detail(pixels, under, piece, min_area)
+                or [Part(piece, cv2.erode(piece.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region))]
+            )
     return _with_shadows(found + photos, shadows + _pieces(shaded, min_area))
 
 
 def _with_shadows(parts: list[Part], shadows: list[np.ndarray]) -> list[Part]:
-    """Each drop shadow piece joined to the part (shape or photo) it touches most; a lone one is a part."""
+    """Each drop shadow piece joined to the part (shape or photo) it touches most, else to one within a
+    shadow's offset (FEATHER_REACH); a lone one is a part."""
     for piece in shadows:
         near = _near(piece)
         host = max(parts, key=lambda part: np.count_nonzero(near & part.mask))
+        if not (near & host.mask).any():
+            near = _within(piece, FEATHER_REACH)
+            host = max(parts, key=lambda part: np.count_nonzero(near & part.mask))
         if (near & host.mask).any():
             host.mask |= piece
             host.shade |= piece
@@ -277,9 +337,11 @@ def _by_detail(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_ar
     busy = cv2.morphologyEx(busy.astype(np.uint8), cv2.MORPH_OPEN, _SQUARE, iterations=2).astype(bool)
     smooth = cv2.morphologyEx((region & ~_grow(busy)).astype(np.uint8), cv2.MORPH_OPEN, _SQUARE, iterations=2)
     least = max(min_area, DETAIL_MIN_SHARE * np.count_nonzero(region))
-    photos = [piece for piece in _pieces(busy, least)]
+    # A photo is a solid block: a thin detailed band is the soft rim of a smooth shape over grain.
+    thick = cv2.morphologyEx(busy.astype(np.uint8), cv2.MORPH_OPEN, _disc(RIM_REACH)).astype(bool)
+    photos = [piece for piece in _pieces(thick, least)]
     shapes = [piece for piece in _pieces(smooth.astype(bool), least)]
-    if not photos or not shapes:
+    if len(photos) + len(shapes) < 2:
         return []
     # A smooth piece that only darkens the plate is a photo's drop shadow, not a shape.
     dark = _darkened(pixels, under)
@@ -295,6 +357,22 @@ def _by_detail(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_ar
         near = _near(piece)
         max(parts, key=lambda part: np.count_nonzero(near & part.mask)).mask |= piece
     return parts
+
+
+def _disc(radius: int) -> np.ndarray:
+    """A square structuring element of the given radius (cv2 runs square ones fastest)."""
+    return np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+
+
+def _thin(piece: np.ndarray) -> bool:
+    """Whether most of a piece is a band narrower than 2 RIM_REACH px (a rim or a shadow, not a photo)."""
+    thick = cv2.morphologyEx(piece.astype(np.uint8), cv2.MORPH_OPEN, _disc(RIM_REACH))
+    return np.count_nonzero(thick) < THICK_SHARE * np.count_nonzero(piece)
+
+
+def _darker(pixels: np.ndarray, under: np.ndarray) -> np.ndarray:
+    """Per pixel, whether it is darker than the plate beneath in every channel."""
+    return np.all(pixels < under, axis=-1)
 
 
 def _within(mask: np.ndarray, reach: int) -> np.ndarray:
@@ -318,10 +396,8 @@ def _darkened(pixels: np.ndarray, under: np.ndarray) -> np.ndarray:
     )
 
 
-def _fields(
-    pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: float, noise: float
-) -> list[tuple[np.ndarray, np.ndarray, float]]:
-    """Areas of one colour at one opacity over the plate, commonest first: (mask, colour, opacity).
+def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: float, noise: float) -> list[Field]:
+    """Areas of one colour at one opacity over the plate, commonest first.
 
     Each opacity in OPACITIES un-blends the pixels from the plate, J = (I - (1 - a) P) / a; a shape
     of that opacity is one exact colour in J (an opaque one at a = 1). The opacity whose commonest
@@ -353,6 +429,12 @@ def _fields(
             break
         _, opacity, unblended, in_mode = best
         color = np.median(unblended[in_mode], axis=0)
+        if opacity < 1.0:
+            # The opacities tried are coarse: the exact one makes the whole shape one colour, not bands of it.
+            exact, own = _translucent_fit(_sample(pixels, in_mode), _sample(under, in_mode))
+            if own is not None:
+                opacity, color = exact, own
+                unblended = (pixels - (1.0 - opacity) * under) / opacity
         distance = opacity * np.abs(unblended - color).max(axis=-1)
         # A translucent fill shows the plate's own grain through it, which the fitted plate lacks.
         tolerance = max(FIELD_TOLERANCE, GRAIN_SHOWN * (1.0 - opacity) * noise)
@@ -363,11 +445,97 @@ def _fields(
         size = np.count_nonzero(field)
         solid = size >= SOLID_FIELD_AREAS * min_area and size >= SOLID_SHARE * np.count_nonzero(_hull(field))
         if size >= min_area and (crisp or solid):
-            fields.append((field, color, opacity))
+            fields.append(Field(field, color, opacity))
             remaining &= ~field
         else:
             remaining &= ~in_mode
     return fields
+
+
+def _joined_bands(pixels: np.ndarray, under: np.ndarray, fields: list[Field]) -> list[Field]:
+    """Touching fields that one translucent colour over the plate explains together, joined.
+
+    A translucent shape over a gradient is a slow ramp of colours; the colour bins can cut it into
+    bands, which one opacity and colour fit as a whole.
+    """
+    fields = list(fields)
+    joined = True
+    while joined:
+        joined = False
+        for i, j in itertools.combinations(range(len(fields)), 2):
+            first, second = fields[i], fields[j]
+            if not (_near(first.mask) & second.mask).any():
+                continue
+            both = first.mask | second.mask
+            opacity, color = _translucent_fit(_sample(pixels, both), _sample(under, both), BAND_SPREAD)
+            if color is None:
+                continue
+            fields[i] = Field(both, color, opacity)
+            del fields[j]
+            joined = True
+            break
+    return fields
+
+
+def _translucent_overlaps(pixels: np.ndarray, under: np.ndarray, fields: list[Field]) -> list[Field]:
+    """Fields where a translucent shape covers another shape, joined to the shape's field over the plate.
+
+    Where shape A (opacity a, colour T) lies over field B, the poster shows C = a T + (1 - a) B, and
+    over the plate A shows a T + (1 - a) P, so C - A = (1 - a) (B - P): a colour step parallel to B's
+    contrast with the plate. A field C that touches A and B and fits that step is A over B; it tells
+    A's opacity even over a flat plate, where it cannot be seen otherwise. Fields not explained stay.
+    """
+    if len(fields) < 3:
+        return fields
+    near = [_near(field.mask) for field in fields]
+    stats = [(pixels[field.mask].mean(axis=0), under[field.mask].mean(axis=0)) for field in fields]
+    merged: set[int] = set()
+    for c, overlap in enumerate(fields):
+        best = None
+        for a, shape in enumerate(fields):
+            for b, lower in enumerate(fields):
+                if len({a, b, c}) < 3 or a in merged or b in merged or c in merged:
+                    continue
+                if not ((near[c] & shape.mask).any() and (near[c] & lower.mask).any()):
+                    continue
+                fit = _overlap_fit(stats[c][0], stats[a], lower, stats[c][1])
+                if fit is not None and (best is None or fit[0] < best[0]):
+                    best = (fit[0], a, fit[1], fit[2])
+        if best is None:
+            continue
+        _, a, opacity, color = best
+        shape = fields[a]
+        if shape.known is not None and abs(shape.known[0] - opacity) > OVERLAP_OPACITY_SLACK:
+            continue
+        shape.mask = shape.mask | overlap.mask
+        shape.known = (opacity, color) if shape.known is None else shape.known
+        near[a] |= near[c]
+        merged.add(c)
+    return [field for number, field in enumerate(fields) if number not in merged]
+
+
+def _overlap_fit(
+    seen: np.ndarray, shape: tuple[np.ndarray, np.ndarray], lower: Field, plate_there: np.ndarray
+) -> tuple[float, float, np.ndarray] | None:
+    """(residual, opacity, colour) of a translucent shape explaining colour `seen` over field `lower`.
+
+    shape: the mean poster and plate colours under the shape's own field. None when it does not fit.
+    """
+    shown, plate = shape
+    lower_seen = lower.opacity * lower.color + (1.0 - lower.opacity) * plate_there
+    contrast = lower_seen - plate
+    length2 = float(contrast @ contrast)
+    if length2 < OVERLAP_MIN_CONTRAST**2:
+        return None
+    through = float((seen - shown) @ contrast) / length2
+    residual = float(np.abs(seen - shown - through * contrast).max())
+    opacity = 1.0 - through
+    if residual > OVERLAP_FIT_LEVELS or not OVERLAP_OPACITIES[0] <= opacity <= OVERLAP_OPACITIES[1]:
+        return None
+    color = (shown - through * plate) / opacity
+    if color.min() < -OVERLAP_FIT_LEVELS or color.max() > 255.0 + OVERLAP_FIT_LEVELS:
+        return None
+    return residual, opacity, np.clip(color, 0.0, 255.0)
 
 
 def _filled(mask: np.ndarray) -> np.ndarray:
@@ -427,7 +595,10 @@ def _element(
     region = part.mask
 
     opacity, color = _translucent_fit(_sample(pixels, core), _sample(under, core))
-    if opacity < 1.0:
+    if part.opacity is not None:
+        opacity, color = part.opacity, part.color
+        kind = LayerKind.SHAPE
+    elif opacity < 1.0:
         kind = LayerKind.SHAPE
     elif _is_flat(pixels[core]):
         kind, color = LayerKind.SHAPE, np.median(pixels[core], axis=0)
@@ -447,12 +618,15 @@ def _element(
     )
 
 
-def _translucent_fit(pixels: np.ndarray, under: np.ndarray) -> tuple[float, np.ndarray | None]:
+def _translucent_fit(
+    pixels: np.ndarray, under: np.ndarray, spread: float = UNDERLAY_SPREAD
+) -> tuple[float, np.ndarray | None]:
     """Opacity and colour of one flat colour laid over a varying plate (I = a*S + (1-a)*P), if that fits.
 
-    Returns (1.0, None) when it does not fit or cannot be told from an opaque region (flat plate beneath).
+    Returns (1.0, None) when it does not fit or cannot be told from an opaque region (the plate beneath
+    varies by less than `spread` levels).
     """
-    if under.std(axis=0).max() < UNDERLAY_SPREAD:
+    if under.std(axis=0).max() < spread:
         return 1.0, None
     n = len(pixels)
     # Unknowns: a*S (3 values) and (1 - a), shared by the three channel equations of every pixel.
