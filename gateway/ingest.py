@@ -32,10 +32,11 @@ class IngestClient:
         # A watch lasts as long as a job may; a client that outlives it reconnects with Last-Event-ID.
         self._watch_timeout = settings.job_timeout_s + 60
 
-    async def submit(self, metadata: ingest_pb2.SubmitJobMetadata, read: Reader) -> job_pb2.Job:
-        """Streams one upload (metadata, then `read(n)` chunks until b"") and returns the queued job."""
+    async def submit(self, metadata: ingest_pb2.SubmitJobMetadata, read: Reader) -> ingest_pb2.SubmitJobResponse:
+        """Streams one upload (metadata, then `read(n)` chunks until b"") and returns the job and whether its
+        idempotency key had made it already (replayed)."""
         try:
-            return (await self._stub.SubmitJob(_upload(metadata, read), timeout=self._upload_timeout)).job
+            return await self._stub.SubmitJob(_upload(metadata, read), timeout=self._upload_timeout)
         except grpc.aio.AioRpcError as error:
             raise from_grpc(error) from None
 

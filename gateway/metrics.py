@@ -12,6 +12,7 @@ REQUEST_SECONDS = Histogram(
 )
 SUBMISSIONS = Counter(
     "gateway_submissions_total",
-    "Upload requests by outcome: accepted, rejected (bad upload), rate_limited, over_quota, failed (ingest).",
+    "Jobs of upload requests by outcome: accepted (new jobs), replayed (an Idempotency-Key retry got its earlier job), "
+    "rejected (bad upload), rate_limited, over_quota, failed (ingest).",
     ["outcome"],
 )

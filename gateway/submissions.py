@@ -257,7 +257,7 @@ async def _submit(
     outcome = BatchOutcome(batch_id=new_batch_id(caller.owner, idempotency_key) if several else "")
     gate = asyncio.Semaphore(MEMBERS_IN_FLIGHT)
 
-    async def forward(position: int, source: Source) -> job_pb2.Job:
+    async def forward(position: int, source: Source) -> ingest_pb2.SubmitJobResponse:
         metadata = ingest_pb2.SubmitJobMetadata(
             filename=source.filename,
             content_type=source.content_type,
@@ -273,20 +273,26 @@ async def _submit(
 
     results = await asyncio.gather(*(forward(i, source) for i, source in enumerate(sources)), return_exceptions=True)
     failed: list[Rejected] = []
+    replayed = 0
     for source, result in zip(sources, results, strict=True):
         if isinstance(result, GatewayError):
             failed.append(Rejected(source.label, result.status, result.code, result.detail))
         elif isinstance(result, BaseException):
             raise result
         else:
-            gw.remember(caller, result)
-            outcome.jobs.append(result)
+            gw.remember(caller, result.job)
+            outcome.jobs.append(result.job)
+            replayed += result.replayed
     outcome.rejected = [*plan.skipped, *failed]
-    SUBMISSIONS.labels("accepted").inc(len(outcome.jobs))
+    SUBMISSIONS.labels("accepted").inc(len(outcome.jobs) - replayed)
+    SUBMISSIONS.labels("replayed").inc(replayed)
     SUBMISSIONS.labels("failed").inc(len(failed))
-    if failed:
-        quota = await gw.quotas.refund(caller.owner, caller.plan, len(failed))
+    if failed or replayed:
+        # Only new jobs count against the quota: a retry that got its earlier job back costs nothing.
+        quota = await gw.quotas.refund(caller.owner, caller.plan, len(failed) + replayed)
     outcome.headers = {**decision.headers(), **(quota.headers() if quota else {})}
+    if outcome.jobs and replayed == len(outcome.jobs):
+        outcome.headers["Idempotent-Replayed"] = "true"
     if not outcome.jobs:
         detail = "; ".join([*(item.detail for item in plan.skipped), *(f"{r.filename}: {r.detail}" for r in failed)])
         raise GatewayError(failed[0].status, failed[0].code, detail, outcome.headers)

@@ -33,10 +33,12 @@ class SubmitJobRequest(_message.Message):
     def __init__(self, metadata: _Optional[_Union[SubmitJobMetadata, _Mapping]] = ..., chunk: _Optional[bytes] = ...) -> None: ...
 
 class SubmitJobResponse(_message.Message):
-    __slots__ = ("job",)
+    __slots__ = ("job", "replayed")
     JOB_FIELD_NUMBER: _ClassVar[int]
+    REPLAYED_FIELD_NUMBER: _ClassVar[int]
     job: _job_pb2.Job
-    def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ...) -> None: ...
+    replayed: bool
+    def __init__(self, job: _Optional[_Union[_job_pb2.Job, _Mapping]] = ..., replayed: _Optional[bool] = ...) -> None: ...
 
 class GetJobRequest(_message.Message):
     __slots__ = ("job_id", "owner")

@@ -56,17 +56,20 @@ class JobService:
         self.limits = limits
         self._cache = cache
 
-    async def submit(self, submission: Submission, data: bytes, traceparent: str, trace_id: str) -> JobRecord:
+    async def submit(self, submission: Submission, data: bytes, traceparent: str, trace_id: str) -> Submitted:
         """Validates the upload, stores it, records the job and queues it. Same idempotency key, same job.
+
+        A key that made a job already returns that job as replayed, if the upload (its bytes) and the
+        options are the same; with another file or other options it raises FailedPrecondition.
 
         When the result cache holds this image's result under these options, the job is created
         succeeded at once with a copy of that result (its own id and files) and is not queued.
         """
+        image = await asyncio.to_thread(validate_upload, data, submission.filename, self.limits)
         if submission.idempotency_key:
             existing = await self._store.find_by_idempotency_key(submission.owner, submission.idempotency_key)
             if existing and (record := await self._store.get(existing)):
-                return record
-        image = await asyncio.to_thread(validate_upload, data, submission.filename, self.limits)
+                return _replayed(record, submission, image.sha256)
         job_id = JobStore.new_job_id()
         record = JobRecord(
             id=job_id,
@@ -91,9 +94,9 @@ class JobService:
         span.set_attribute("poster.result_cache", outcome)
         if served is not None:
             span.set_attribute("poster.cached_from", served.cached_from)
-            return served
+            return _submitted(record.id, served, submission, image.sha256)
         record.cache_key = probe.key
-        return await self._queue_new(record, submission)
+        return _submitted(record.id, await self._queue_new(record, submission), submission, image.sha256)
 
     async def _probe(self, submission: Submission, image: ValidatedImage) -> Probe:
         if self._cache is None:
@@ -229,3 +232,27 @@ def _crop_to_content(full_canvas_png: bytes) -> _Crop:
     crop = rgba[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
     png = encode_png(crop)
     return _Crop(png=png, width=crop.shape[1], height=crop.shape[0], sha256=hashlib.sha256(png).hexdigest())
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submission got: its job, and whether an earlier request with its idempotency key made it."""
+
+    job: JobRecord
+    replayed: bool = False
+
+
+def _submitted(created_id: str, job: JobRecord, submission: Submission, sha256: str) -> Submitted:
+    """The job made for this submission, or (a concurrent retry won the key) the other request's job."""
+    return Submitted(job) if job.id == created_id else _replayed(job, submission, sha256)
+
+
+def _replayed(job: JobRecord, submission: Submission, sha256: str) -> Submitted:
+    """The job an earlier request with this idempotency key made, if that request was this one again."""
+    if job.source_sha256 != sha256 or job.options != submission.options:
+        what = "another file" if job.source_sha256 != sha256 else "other options"
+        raise FailedPrecondition(
+            f"Idempotency-Key {submission.idempotency_key!r} already made job {job.id} from {what}; "
+            "a retry must send the same file and options, and a new request needs a new key"
+        )
+    return Submitted(job, replayed=True)

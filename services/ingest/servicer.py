@@ -121,8 +121,8 @@ class IngestServicer(ingest_pb2_grpc.IngestServiceServicer):
             idempotency_key=meta.idempotency_key,
             options=json_format.MessageToDict(meta.options),
         )
-        record = await self._jobs.submit(submission, bytes(data), current_traceparent(), current_trace_id())
-        return ingest_pb2.SubmitJobResponse(job=job_to_proto(record))
+        submitted = await self._jobs.submit(submission, bytes(data), current_traceparent(), current_trace_id())
+        return ingest_pb2.SubmitJobResponse(job=job_to_proto(submitted.job), replayed=submitted.replayed)
 
     @grpc_errors
     async def GetJob(

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
+import grpc
 import httpx
 import numpy as np
 import pytest
 
 from gateway.app import create_app
+from gateway.keys import hash_key, new_key
 from gateway.server import running
 from poster.v1 import ingest_pb2, ingest_pb2_grpc, job_pb2
 from services.common.images import encode_png
@@ -40,12 +43,16 @@ async def submit(ingest: ingest_pb2_grpc.IngestServiceStub, data: bytes, owner: 
 
 async def test_a_retry_with_the_same_key_gets_the_same_job_over_grpc(ingest) -> None:
     data = small_poster(1)
-    first = await submit(ingest, data, "alice", "upload-1")
-    assert await submit(ingest, data, "alice", "upload-1") == first
-    # The key names the request, not its contents: a retry that sends other bytes still gets that job.
-    assert await submit(ingest, small_poster(2), "alice", "upload-1") == first
-    assert await submit(ingest, data, "bob", "upload-1") != first
-    assert await submit(ingest, data, "alice", "upload-2") != first
+    first = await ingest.SubmitJob(_upload(data, "alice", "upload-1"), timeout=60)
+    again = await ingest.SubmitJob(_upload(data, "alice", "upload-1"), timeout=60)
+    assert again.job.id == first.job.id and again.replayed and not first.replayed
+    # The key names one request: another image under it is refused with the reason, not given the old job.
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await submit(ingest, small_poster(2), "alice", "upload-1")
+    assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"already made job {first.job.id} from another file" in caught.value.details()
+    assert await submit(ingest, data, "bob", "upload-1") != first.job.id
+    assert await submit(ingest, data, "alice", "upload-2") != first.job.id
     assert len({await submit(ingest, data, "alice"), await submit(ingest, data, "alice")}) == 2
 
 
@@ -84,3 +91,36 @@ async def test_a_retry_with_the_same_key_gets_the_same_job_through_the_gateway(m
         assert len(set(batch)) == 2 and await post(browser, "k-2", ("a.png", data), ("b.png", small_poster(5))) == batch
         async with httpx.AsyncClient(base_url=url, timeout=60) as another_session:
             assert await post(another_session, "k-1", ("poster.png", data)) != first
+
+
+async def test_a_retry_costs_no_quota_says_it_was_replayed_and_a_reused_key_is_refused(
+    mesh: LocalMesh, tmp_path
+) -> None:
+    key = new_key()
+    keys_file = tmp_path / "keys.json"
+    keys_file.write_text(json.dumps([{"id": "dana", "plan": "free", "sha256": hash_key(key)}]))
+    settings = mesh.settings.model_copy(update={"gateway_api_keys_file": str(keys_file), "gateway_plans": {"free": 2}})
+    app = create_app(settings, mesh.redis.client, mesh.ingest_target)
+    async with running(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as client:
+
+        async def post(idempotency_key: str, data: bytes) -> httpx.Response:
+            return await client.post(
+                "/api/v1/jobs",
+                files=[("file", ("poster.png", data))],
+                data={"no_cache": "true"},
+                headers={"Idempotency-Key": idempotency_key, "Authorization": f"Bearer {key}"},
+            )
+
+        first = await post("q-1", small_poster(6))
+        assert first.status_code == 202 and first.headers["x-quota-remaining"] == "1"
+        assert "idempotent-replayed" not in first.headers
+        for _ in range(2):  # a client retrying a timed-out request (5 submissions a minute at most here)
+            again = await post("q-1", small_poster(6))
+            assert again.status_code == 202 and again.json()["jobs"][0]["id"] == first.json()["jobs"][0]["id"]
+            assert again.headers["idempotent-replayed"] == "true" and again.headers["x-quota-remaining"] == "1"
+        reused = await post("q-1", small_poster(7))
+        assert reused.status_code == 409 and reused.json()["error"] == "failed_precondition"
+        assert "a new request needs a new key" in reused.json()["detail"]
+        assert reused.headers["x-quota-remaining"] == "1"  # the refused job was given back too
+        fresh = await post("q-2", small_poster(7))
+        assert fresh.status_code == 202 and fresh.headers["x-quota-remaining"] == "0", fresh.text

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from . import job_pb2 as poster_dot_v1_dot_job__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16poster/v1/ingest.proto\x12\tposter.v1\x1a\x13poster/v1/job.proto\"\xb1\x01\n\x11SubmitJobMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12&\n\x07options\x18\x04 \x01(\x0b\x32\x15.poster.v1.JobOptions\x12\r\n\x05owner\x18\x05 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\"`\n\x10SubmitJobRequest\x12\x30\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.poster.v1.SubmitJobMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"0\n\x11SubmitJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.poster.v1.Job\".\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"-\n\x0eGetJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.poster.v1.Job\"H\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\"6\n\x10WatchJobResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.poster.v1.JobEvent\"1\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"0\n\x11\x43\x61ncelJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.poster.v1.Job\"p\n\x15\x44\x65\x63omposeLayerRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08layer_id\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12&\n\x07options\x18\x04 \x01(\x0b\x32\x15.poster.v1.JobOptions\"5\n\x16\x44\x65\x63omposeLayerResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.poster.v1.Job2\xfe\x02\n\rIngestService\x12H\n\tSubmitJob\x12\x1b.poster.v1.SubmitJobRequest\x1a\x1c.poster.v1.SubmitJobResponse(\x01\x12=\n\x06GetJob\x12\x18.poster.v1.GetJobRequest\x1a\x19.poster.v1.GetJobResponse\x12\x45\n\x08WatchJob\x12\x1a.poster.v1.WatchJobRequest\x1a\x1b.poster.v1.WatchJobResponse0\x01\x12\x46\n\tCancelJob\x12\x1b.poster.v1.CancelJobRequest\x1a\x1c.poster.v1.CancelJobResponse\x12U\n\x0e\x44\x65\x63omposeLayer\x12 .poster.v1.DecomposeLayerRequest\x1a!.poster.v1.DecomposeLayerResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16poster/v1/ingest.proto\x12\tposter.v1\x1a\x13poster/v1/job.proto\"\xb1\x01\n\x11SubmitJobMetadata\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12&\n\x07options\x18\x04 \x01(\x0b\x32\x15.poster.v1.JobOptions\x12\r\n\x05owner\x18\x05 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x06 \x01(\t\x12\x17\n\x0fidempotency_key\x18\x07 \x01(\t\"`\n\x10SubmitJobRequest\x12\x30\n\x08metadata\x18\x01 \x01(\x0b\x32\x1c.poster.v1.SubmitJobMetadataH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\t\n\x07payload\"B\n\x11SubmitJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.poster.v1.Job\x12\x10\n\x08replayed\x18\x02 \x01(\x08\".\n\rGetJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"-\n\x0eGetJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.poster.v1.Job\"H\n\x0fWatchJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\x12\x16\n\x0e\x61\x66ter_event_id\x18\x03 \x01(\t\"6\n\x10WatchJobResponse\x12\"\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x13.poster.v1.JobEvent\"1\n\x10\x43\x61ncelJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\r\n\x05owner\x18\x02 \x01(\t\"0\n\x11\x43\x61ncelJobResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.poster.v1.Job\"p\n\x15\x44\x65\x63omposeLayerRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x10\n\x08layer_id\x18\x02 \x01(\t\x12\r\n\x05owner\x18\x03 \x01(\t\x12&\n\x07options\x18\x04 \x01(\x0b\x32\x15.poster.v1.JobOptions\"5\n\x16\x44\x65\x63omposeLayerResponse\x12\x1b\n\x03job\x18\x01 \x01(\x0b\x32\x0e.poster.v1.Job2\xfe\x02\n\rIngestService\x12H\n\tSubmitJob\x12\x1b.poster.v1.SubmitJobRequest\x1a\x1c.poster.v1.SubmitJobResponse(\x01\x12=\n\x06GetJob\x12\x18.poster.v1.GetJobRequest\x1a\x19.poster.v1.GetJobResponse\x12\x45\n\x08WatchJob\x12\x1a.poster.v1.WatchJobRequest\x1a\x1b.poster.v1.WatchJobResponse0\x01\x12\x46\n\tCancelJob\x12\x1b.poster.v1.CancelJobRequest\x1a\x1c.poster.v1.CancelJobResponse\x12U\n\x0e\x44\x65\x63omposeLayer\x12 .poster.v1.DecomposeLayerRequest\x1a!.poster.v1.DecomposeLayerResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITJOBREQUEST']._serialized_start=238
   _globals['_SUBMITJOBREQUEST']._serialized_end=334
   _globals['_SUBMITJOBRESPONSE']._serialized_start=336
-  _globals['_SUBMITJOBRESPONSE']._serialized_end=384
-  _globals['_GETJOBREQUEST']._serialized_start=386
-  _globals['_GETJOBREQUEST']._serialized_end=432
-  _globals['_GETJOBRESPONSE']._serialized_start=434
-  _globals['_GETJOBRESPONSE']._serialized_end=479
-  _globals['_WATCHJOBREQUEST']._serialized_start=481
-  _globals['_WATCHJOBREQUEST']._serialized_end=553
-  _globals['_WATCHJOBRESPONSE']._serialized_start=555
-  _globals['_WATCHJOBRESPONSE']._serialized_end=609
-  _globals['_CANCELJOBREQUEST']._serialized_start=611
-  _globals['_CANCELJOBREQUEST']._serialized_end=660
-  _globals['_CANCELJOBRESPONSE']._serialized_start=662
-  _globals['_CANCELJOBRESPONSE']._serialized_end=710
-  _globals['_DECOMPOSELAYERREQUEST']._serialized_start=712
-  _globals['_DECOMPOSELAYERREQUEST']._serialized_end=824
-  _globals['_DECOMPOSELAYERRESPONSE']._serialized_start=826
-  _globals['_DECOMPOSELAYERRESPONSE']._serialized_end=879
-  _globals['_INGESTSERVICE']._serialized_start=882
-  _globals['_INGESTSERVICE']._serialized_end=1264
+  _globals['_SUBMITJOBRESPONSE']._serialized_end=402
+  _globals['_GETJOBREQUEST']._serialized_start=404
+  _globals['_GETJOBREQUEST']._serialized_end=450
+  _globals['_GETJOBRESPONSE']._serialized_start=452
+  _globals['_GETJOBRESPONSE']._serialized_end=497
+  _globals['_WATCHJOBREQUEST']._serialized_start=499
+  _globals['_WATCHJOBREQUEST']._serialized_end=571
+  _globals['_WATCHJOBRESPONSE']._serialized_start=573
+  _globals['_WATCHJOBRESPONSE']._serialized_end=627
+  _globals['_CANCELJOBREQUEST']._serialized_start=629
+  _globals['_CANCELJOBREQUEST']._serialized_end=678
+  _globals['_CANCELJOBRESPONSE']._serialized_start=680
+  _globals['_CANCELJOBRESPONSE']._serialized_end=728
+  _globals['_DECOMPOSELAYERREQUEST']._serialized_start=730
+  _globals['_DECOMPOSELAYERREQUEST']._serialized_end=842
+  _globals['_DECOMPOSELAYERRESPONSE']._serialized_start=844
+  _globals['_DECOMPOSELAYERRESPONSE']._serialized_end=897
+  _globals['_INGESTSERVICE']._serialized_start=900
+  _globals['_INGESTSERVICE']._serialized_end=1282
 # @@protoc_insertion_point(module_scope)
