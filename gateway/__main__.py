@@ -16,8 +16,11 @@ import uvloop
 from gateway.app import create_app
 from gateway.server import start_gateway
 from services.common.config import Settings
+from services.common.logging import setup_logging
 from services.common.redis_client import redis_from_url
 from services.common.tracing import setup_tracing
+
+log = logging.getLogger("gateway")
 
 
 async def serve(settings: Settings) -> int:
@@ -30,9 +33,9 @@ async def serve(settings: Settings) -> int:
     try:
         gateway = await start_gateway(create_app(settings, redis_client), settings.gateway_host, settings.gateway_port)
     except OSError as error:
-        print(f"gateway: cannot listen on {settings.gateway_host}:{settings.gateway_port}: {error}", file=sys.stderr)
+        log.error("gateway: cannot listen on %s:%s: %s", settings.gateway_host, settings.gateway_port, error)
         return 1
-    print(f"gateway: serving on {gateway.url} for ingest at {settings.ingest_target}", file=sys.stderr, flush=True)
+    log.info("gateway: serving on %s for ingest at %s", gateway.url, settings.ingest_target)
     # uvicorn takes the signal while it serves and raises it again once stopped, which sets `stopped`.
     await asyncio.wait([gateway.task, asyncio.create_task(stopped.wait())], return_when=asyncio.FIRST_COMPLETED)
     await gateway.stop()
@@ -43,9 +46,10 @@ async def serve(settings: Settings) -> int:
 def main() -> int:
     """Entry point."""
     settings = Settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # JSON lines with trace ids, and Sentry when POSTER_SENTRY_DSN is set, as every other service.
+    setup_logging(settings.log_format, sentry_dsn=settings.sentry_dsn)
     if not settings.redis_url:
-        print("gateway: set REDIS_URL (rate limits and quotas live in Redis)", file=sys.stderr)
+        log.error("gateway: set REDIS_URL (rate limits and quotas live in Redis)")
         return 2
     setup_tracing("poster-gateway")
     return uvloop.run(serve(settings))

@@ -14,6 +14,7 @@ import numpy as np
 import redis.asyncio as aioredis
 
 from poster.v1 import decompose_pb2, describe_pb2, ingest_pb2, matting_pb2
+from services.common import metrics
 from services.common.blobstore import BlobStore
 from services.common.channels import Stub, channel
 from services.common.config import Settings
@@ -43,6 +44,8 @@ class BuiltService:
 
     server: GrpcServer
     warm_up: Callable[[], Awaitable[None]] | None = None
+    background: Callable[[asyncio.Event], Awaitable[None]] | None = None
+    """Work that runs while the service serves, until the event is set (when it drains)."""
 
 
 def job_store(client: aioredis.Redis, settings: Settings) -> JobStore:
@@ -119,11 +122,17 @@ def ingest_service(settings: Settings, port: int, redis_client: aioredis.Redis) 
     servicer = IngestServicer(jobs, settings)
     binding = bind(ingest_pb2.DESCRIPTOR.services_by_name["IngestService"], servicer)
 
+    queue = job_queue(redis_client, settings)
+
     async def warm_up() -> None:
         await redis_client.ping()
-        await job_queue(redis_client, settings).ensure_group()
+        await queue.ensure_group()
 
-    return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port), warm_up)
+    def queue_gauges(stop: asyncio.Event) -> Awaitable[None]:
+        # The runners report the queue too, but KEDA scales them to zero: ingest always runs.
+        return metrics.watch_queue(queue.depth, stop, settings.queue_metrics_interval_s)
+
+    return BuiltService(GrpcServer([binding], settings, settings.grpc_host, port), warm_up, queue_gauges)
 
 
 def build_service(name: str, settings: Settings, port: int, redis_client: aioredis.Redis | None = None) -> BuiltService:

@@ -316,7 +316,7 @@ async def run_serve(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     port = getattr(settings, f"{args.service}_port")
     built = build_service(args.service, settings, port, redis_client)
-    await serve(built.server, built.warm_up)
+    await serve(built.server, built.warm_up, background=built.background)
     return 0
 
 

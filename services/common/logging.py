@@ -1,7 +1,8 @@
 """Structured logs for services: one JSON object a line, with the job and trace it belongs to.
 
 `setup_logging` is called by `poster-layers serve` and `up`; the CLI's `decompose` keeps plain
-human lines. job_id comes from `job_context` (the runner sets it around a job), trace_id and
+human lines. job_id comes from `job_context` (the runner sets it around a job) or `bind_job` (the stage
+services, for the call of one job), trace_id and
 span_id from the current OpenTelemetry span, so a log line leads to its trace and back.
 Sentry reporting starts here too, only when a DSN is configured.
 """
@@ -31,6 +32,15 @@ def job_context(job_id: str) -> Iterator[None]:
         yield
     finally:
         _JOB_ID.reset(token)
+
+
+def bind_job(job_id: str) -> None:
+    """Tags every later log line of the current task (and tasks and threads started from it) with `job_id`.
+
+    For a gRPC handler: grpc.aio runs each call in a task of its own, so the tag ends with the call,
+    and the error the handler's decorator logs after it failed still carries it.
+    """
+    _JOB_ID.set(job_id)
 
 
 def current_job_id() -> str:

@@ -165,8 +165,12 @@ async def serve(
     server: GrpcServer,
     warm_up: Callable[[], Awaitable[None]] | None = None,
     on_stop: Callable[[], Awaitable[None]] | None = None,
+    background: Callable[[asyncio.Event], Awaitable[None]] | None = None,
 ) -> None:
-    """Runs a server until SIGTERM/SIGINT: start, warm up (health NOT_SERVING meanwhile), serve, drain."""
+    """Runs a server until SIGTERM/SIGINT: start, warm up (health NOT_SERVING meanwhile), serve, drain.
+
+    `background(stop)` runs while the server serves; `stop` is set when the drain starts.
+    """
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -178,8 +182,13 @@ async def serve(
     if warm_up is not None:
         await warm_up()
     await server.set_serving(True)
+    stop_background = asyncio.Event()
+    task = asyncio.create_task(background(stop_background)) if background is not None else None
     await stopping.wait()
     log.info("signal received: draining")
+    stop_background.set()
+    if task is not None:
+        await task
     if on_stop is not None:
         await on_stop()
     await server.stop()

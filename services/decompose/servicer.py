@@ -13,6 +13,7 @@ from services.common.config import Settings
 from services.common.convert import options_from_proto
 from services.common.errors import InvalidInput
 from services.common.images import decode_rgba
+from services.common.logging import bind_job
 from services.common.source_alpha import clip_to_source, split_source
 from services.common.status import grpc_errors
 from services.common.tensors import layer_wire_frames
@@ -34,6 +35,7 @@ class DecomposeServicer(decompose_pb2_grpc.DecomposeServiceServicer):
     async def Decompose(
         self, request: decompose_pb2.DecomposeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[decompose_pb2.DecomposeResponse]:
+        bind_job(request.job_id)
         options = options_from_proto(request.options, self._settings)
         engine = self._engines.get(options.engine)
         rgba = decode_rgba(await self._source_bytes(request))

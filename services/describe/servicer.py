@@ -17,6 +17,7 @@ from poster.v1 import describe_pb2, describe_pb2_grpc, layer_pb2
 from services.common.config import Settings
 from services.common.errors import InvalidInput
 from services.common.layers import Layer
+from services.common.logging import bind_job
 from services.common.status import grpc_errors
 from services.common.tensors import LayerAssembler, kind_to_proto
 from services.describe.coordinator import DescribeCoordinator, LayerOutcome
@@ -39,6 +40,7 @@ class DescribeServicer(describe_pb2_grpc.DescribeServiceServicer):
         if first is None or first.WhichOneof("frame") != "setup":
             raise InvalidInput("the first Describe frame must be the setup")
         setup = first.setup
+        bind_job(setup.job_id)
         if setup.canvas_width < 1 or setup.canvas_height < 1:
             raise InvalidInput(f"canvas size {setup.canvas_width}x{setup.canvas_height} is not positive")
         describer = self._describers.get(setup.describer or self._settings.default_describer)

@@ -19,6 +19,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from psd_tools import PSDImage
 
+from poster.v1 import ingest_pb2, ingest_pb2_grpc
 from services.common.manifest import MANIFEST_SCHEMA
 from services.common.redis_server import free_port
 
@@ -134,19 +135,8 @@ def test_serve_one_service_reports_serving_and_drains_on_sigterm(service: str) -
     process = subprocess.Popen([sys.executable, "-m", f"services.{service}"], cwd=REPO, env=env)
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as open_channel:
-            check = health_pb2_grpc.HealthStub(open_channel).Check
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    status = check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
-                    if status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.RpcError:
-                    pass
-                assert time.monotonic() < deadline, "never became SERVING"
-                time.sleep(0.2)
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as response:
-            metrics = response.read()
+            wait_serving(open_channel)
+        metrics = scrape(metrics_port)
         assert b"process_cpu_seconds_total" in metrics
         if service == "describe":
             assert b"poster_describe_cache_hits_total" in metrics
@@ -154,3 +144,55 @@ def test_serve_one_service_reports_serving_and_drains_on_sigterm(service: str) -
         assert process.wait(30) == 0
     finally:
         process.kill()
+
+
+def test_serve_ingest_alone_reports_the_queue_a_pool_scaled_to_zero_leaves(tmp_path: Path, redis_url: str) -> None:
+    port, metrics_port = free_port(), free_port()
+    env = base_env() | {
+        "REDIS_URL": redis_url,
+        "POSTER_BLOB_ROOT": f"file://{tmp_path / 'blobs'}",
+        "POSTER_INGEST_PORT": str(port),
+        "POSTER_METRICS_PORT": str(metrics_port),
+        "POSTER_METRICS_HOST": "127.0.0.1",
+        "POSTER_QUEUE_METRICS_INTERVAL_S": "0.2",
+    }
+    process = subprocess.Popen([sys.executable, "-m", "services.cli", "serve", "ingest"], cwd=REPO, env=env)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as open_channel:
+            wait_serving(open_channel)
+            upload = [
+                ingest_pb2.SubmitJobRequest(metadata=ingest_pb2.SubmitJobMetadata(filename="poster.png")),
+                ingest_pb2.SubmitJobRequest(chunk=SAMPLE.read_bytes()),
+            ]
+            for _ in range(2):  # no runner takes them: they wait in the stream
+                ingest_pb2_grpc.IngestServiceStub(open_channel).SubmitJob(iter(upload), timeout=30)
+        deadline = time.monotonic() + 20
+        while b"poster_queue_length 2.0" not in (metrics := scrape(metrics_port)):
+            assert time.monotonic() < deadline, metrics.decode()[-2000:]
+            time.sleep(0.2)
+        assert b"poster_queue_pending 0.0" in metrics
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        process.kill()
+
+
+def wait_serving(open_channel: grpc.Channel) -> None:
+    check = health_pb2_grpc.HealthStub(open_channel).Check
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if (
+                check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+                == health_pb2.HealthCheckResponse.SERVING
+            ):
+                return
+        except grpc.RpcError:
+            pass
+        assert time.monotonic() < deadline, "never became SERVING"
+        time.sleep(0.2)
+
+
+def scrape(port: int) -> bytes:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        return response.read()

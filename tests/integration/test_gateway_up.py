@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -82,3 +83,48 @@ def test_up_says_when_the_gateway_port_is_taken(redis_url: str, tmp_path: Path) 
         )
     assert done.returncode == 1
     assert f"cannot serve the gateway on 127.0.0.1:{port}" in done.stderr
+
+
+def test_the_gateway_container_entry_point_logs_json_lines_and_stops_on_sigterm(redis_url: str) -> None:
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if not key.startswith("POSTER_")}
+    env |= {"REDIS_URL": redis_url, "POSTER_GATEWAY_HOST": "127.0.0.1", "POSTER_GATEWAY_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway"],
+        cwd=REPO,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        _, errors = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, errors
+    lines = [json.loads(line) for line in errors.splitlines() if line.startswith("{")]
+    serving = [line for line in lines if line["message"].startswith("gateway: serving on")]
+    assert serving and {"job_id", "trace_id", "level", "time"} <= serving[0].keys()
+    # Every line a person or Loki reads is JSON (uvicorn's own access and lifecycle lines included).
+    assert all(line.startswith("{") for line in errors.splitlines() if line.strip()), errors
+
+
+def test_the_gateway_container_entry_point_needs_redis() -> None:
+    env = {
+        key: value for key, value in os.environ.items() if key not in {"REDIS_URL"} and not key.startswith("POSTER_")
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2
+    assert json.loads(done.stderr.strip().splitlines()[-1])["message"].startswith("gateway: set REDIS_URL")

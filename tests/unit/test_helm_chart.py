@@ -132,8 +132,12 @@ def test_decompose_runs_on_gpu_spot_nodes_and_scales_on_the_stream() -> None:
     deployments = (CHART / "templates" / "deployments.yaml").read_text()
     assert "nvidia.com/gpu: {{ $svc.gpu }}" in deployments and "grpc:\n              port:" in deployments
     keda = (CHART / "templates" / "keda.yaml").read_text()
-    assert "type: redis-streams" in keda and "type: redis-sentinel-streams" in keda and "pendingEntriesCount" in keda
+    assert "type: redis-streams" in keda and "type: redis-sentinel-streams" in keda
+    # Scaled to zero, only the group's lag can wake the pool (no runner reads, so nothing is pending);
+    # pending entries keep a busy pool from being scaled down under its jobs.
+    assert 'range $measure := list "lagCount" "pendingEntriesCount"' in keda and "activationLagCount" in keda
     assert VALUES["keda"]["minReplicaCount"] == 0 and VALUES["keda"]["stream"] == Settings().queue_stream
+    assert int(VALUES["keda"]["lagCount"]) >= 1 and VALUES["keda"]["activationLagCount"] == "0"
 
 
 def test_the_ingress_has_tls_from_cert_manager_and_no_secret_is_inlined() -> None:
@@ -141,6 +145,13 @@ def test_the_ingress_has_tls_from_cert_manager_and_no_secret_is_inlined() -> Non
     assert "secretName: {{ .Values.ingress.tlsSecretName }}" in (CHART / "templates" / "ingress.yaml").read_text()
     text = (CHART / "values.yaml").read_text()
     assert not re.search(r"redis://|-----BEGIN|https://hooks\.slack\.com|sk-[A-Za-z0-9]", text)
+
+
+def test_the_ingress_lets_through_every_body_the_gateway_takes() -> None:
+    settings = Settings()
+    gateway_limit = settings.gateway_max_batch_files * settings.max_upload_bytes + 1024 * 1024
+    size = VALUES["ingress"]["annotations"]["nginx.ingress.kubernetes.io/proxy-body-size"]
+    assert size.endswith("m") and int(size[:-1]) * 1024 * 1024 >= gateway_limit
 
 
 def enclosing_blocks(text: str, marker: str) -> list[str]:

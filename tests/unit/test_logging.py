@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import subprocess
@@ -12,7 +13,7 @@ import sentry_sdk
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from services.common.logging import JsonFormatter, current_job_id, job_context, setup_logging
+from services.common.logging import JsonFormatter, bind_job, current_job_id, job_context, setup_logging
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,3 +81,16 @@ def test_a_dsn_starts_sentry() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+
+
+async def test_a_job_bound_in_a_call_tags_that_call_only() -> None:
+    async def call(job_id: str) -> tuple[str, str]:
+        bind_job(job_id)
+        await asyncio.sleep(0)
+        in_thread = await asyncio.to_thread(current_job_id)
+        return current_job_id(), in_thread
+
+    # Two calls at once, each in its own task as grpc.aio runs them; the caller's context is untouched.
+    results = await asyncio.gather(asyncio.create_task(call("job-a")), asyncio.create_task(call("job-b")))
+    assert results == [("job-a", "job-a"), ("job-b", "job-b")]
+    assert current_job_id() == ""
