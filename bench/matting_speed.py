@@ -6,7 +6,9 @@ cut-out would give), so every layer's edge has work to do:
 
 - `box_area`: 10 layers at four sizes (every box scaled by the same factor per set); the time of
   refining a set against the layers' total box area. Time in proportion to box area shows as
-  seconds per megapixel of box area staying level across sets (`spread`: largest over smallest).
+  seconds per megapixel of box area staying level across sets (`spread`: largest over smallest)
+  and as a straight-line fit of time on box area (`fit`: slope, the fixed cost of a set's 10
+  layers, and R^2).
 - `full_canvas`: one layer whose box is the whole canvas (shapes scattered over all of it) refined
   against one cv2.ximgproc.guidedFilter call on the same guide and alpha, alternating in the same
   run; `ratio` is the median over runs of refine time / filter time (target <= 1.2).
@@ -118,7 +120,21 @@ def box_area(size: int, runs: int, seed: int, options: MattingOptions) -> dict[s
             }
         )
     per_mp = [entry["seconds_per_mp"] for entry in sets]
-    return {"layers_per_set": LAYERS, "sets": sets, "spread": round(max(per_mp) / min(per_mp), 3)}
+    areas = np.array([entry["box_area_mp"] for entry in sets])
+    times = np.array([entry["seconds_median"] for entry in sets])
+    slope, intercept = np.polyfit(areas, times, 1)
+    fitted = slope * areas + intercept
+    r2 = 1.0 - float(np.sum((times - fitted) ** 2) / np.sum((times - times.mean()) ** 2))
+    return {
+        "layers_per_set": LAYERS,
+        "sets": sets,
+        "spread": round(max(per_mp) / min(per_mp), 3),
+        "fit": {
+            "seconds_per_mp": round(float(slope), 4),
+            "seconds_per_set": round(float(intercept), 4),
+            "r2": round(r2, 4),
+        },
+    }
 
 
 def full_canvas(size: int, runs: int, seed: int, options: MattingOptions) -> dict[str, object]:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-NEEDED_SLACK = 0.5
-"""Levels of each channel a layer may leave unexplained when its alpha is lowered: the poster's own rounding.
-
-As large as the freedom exact_colour takes, so that what a layer leaves within rounding does not
-make the layers above it take on specks of alpha."""
+NEEDED_SLACK = 1.0
+"""Levels of each channel a layer may leave unexplained: the rounding slack producers work to (the classic
+engine's included), and the freedom exact_colour takes, so that what a layer leaves within rounding does
+not make the layers above it take on specks of alpha."""
 
 
 def needed_alpha(poster: np.ndarray, canvas: np.ndarray) -> np.ndarray:
@@ -23,7 +22,7 @@ def needed_alpha(poster: np.ndarray, canvas: np.ndarray) -> np.ndarray:
 
 
 def exact_colour(poster: np.ndarray, canvas: np.ndarray, alpha: np.ndarray, prior: np.ndarray) -> np.ndarray:
-    """Straight colours (n, 3) uint8 that, at `alpha` over `canvas`, give `poster` within rounding.
+    """Straight colours (n, 3) uint8 that, at `alpha` over `canvas`, give `poster` within NEEDED_SLACK levels.
 
     Of the colours that do, each pixel takes the one closest to `prior` (the layer's own colour):
     at low alpha many colours reproduce the poster, and the solved one alone would amplify rounding
@@ -31,7 +30,7 @@ def exact_colour(poster: np.ndarray, canvas: np.ndarray, alpha: np.ndarray, prio
     """
     a = np.maximum(alpha, 1.0 / 255.0)[:, None]
     solved = (poster - (1.0 - a) * canvas) / a
-    # Rounding the colour moves the composite by up to a/2; what is left of half a level is the freedom.
+    # Rounding the colour moves the composite by up to a/2; what is left of the slack is the freedom.
     freedom = np.maximum(NEEDED_SLACK / a - 0.5, 0.0)
     colour = np.clip(np.clip(prior, solved - freedom, solved + freedom), 0.0, 255.0)
     colour = np.rint(colour).astype(np.uint8)

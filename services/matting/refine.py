@@ -59,11 +59,13 @@ class LayerRefiner:
         """
         self._check_layer(layer)
         self._last_index = layer.index
-        if self._options.method == "off" or _is_background(layer) or layer.bbox.area == 0:
-            refined = layer
-        else:
-            refined = self._refine(layer)
-        _paint_over(self._below, refined)
+        refined = layer
+        try:
+            if not (self._options.method == "off" or _is_background(layer) or layer.bbox.area == 0):
+                refined = self._refine(layer)
+        finally:
+            # A layer whose refinement fails goes back as it came: the canvas above must hold it that way.
+            _paint_over(self._below, refined)
         return refined
 
     def _check_layer(self, layer: Layer) -> None:
@@ -85,7 +87,7 @@ class LayerRefiner:
         rgba[_inner_slices(layer.bbox, region)] = layer.rgba
         works = find_uncertain(image, below, rgba, options.radius)
         # Every window is estimated from the producer's layer, then all are written.
-        updates = [self._refine_window(image, below, work, layer.kind) for work in works]
+        updates = [self._refine_window(image, below, rgba, work, layer.kind) for work in works]
         if not updates:
             return layer
         for work, (alpha8, colour) in zip(works, updates, strict=True):
@@ -102,7 +104,7 @@ class LayerRefiner:
         )
 
     def _refine_window(
-        self, image: np.ndarray, below: np.ndarray, work: EdgeWork, kind: LayerKind
+        self, image: np.ndarray, below: np.ndarray, rgba: np.ndarray, work: EdgeWork, kind: LayerKind
     ) -> tuple[np.ndarray, np.ndarray]:
         """New (alpha uint8 (n,), colour uint8 (n, 3)) of one window's uncertain pixels."""
         options = self._options
@@ -129,7 +131,11 @@ class LayerRefiner:
             refined = work.estimate.copy()
             refined.ravel()[work.pixels] = alpha8 / 255.0
             prior = deep.foreground(image, refined).reshape(-1, 3)[work.pixels]
-        return alpha8.astype(np.uint8), exact_colour(poster, canvas, alpha8 / 255.0, prior)
+        colour = exact_colour(poster, canvas, alpha8 / 255.0, prior)
+        # A pixel whose alpha comes back as it came keeps the producer's colour too.
+        kept = alpha8 == np.rint(work.rough * 255.0)
+        colour[kept] = rgba[rows, cols].reshape(-1, 4)[work.pixels[kept], :3]
+        return alpha8.astype(np.uint8), colour
 
     def _estimate(self, image: np.ndarray, work: EdgeWork) -> np.ndarray:
         """Alpha over the window, the uncertain pixels re-estimated by the job's method (unclipped)."""

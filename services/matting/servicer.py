@@ -13,6 +13,7 @@ from services.common.config import Settings
 from services.common.convert import matting_from_proto
 from services.common.errors import InvalidInput, PosterError
 from services.common.images import decode_rgba
+from services.common.logging import bind_job
 from services.common.source_alpha import clip_to_source, split_source
 from services.common.status import grpc_errors
 from services.common.tensors import LayerAssembler, layer_wire_frames
@@ -39,6 +40,7 @@ class MattingServicer(matting_pb2_grpc.MattingServiceServicer):
         first = await anext(request_iterator, None)
         if first is None or first.WhichOneof("frame") != "setup":
             raise InvalidInput("the first Refine frame must be the setup (guide image and parameters)")
+        bind_job(first.setup.job_id)
         guide_rgba = decode_rgba(await self._guide_bytes(first.setup))
         # A transparent guide (a layer decomposed again): refine on it flattened, then keep layers inside it.
         guide, guide_alpha = split_source(guide_rgba)
@@ -55,9 +57,10 @@ class MattingServicer(matting_pb2_grpc.MattingServiceServicer):
                 if guide_alpha is not None:
                     refined = clip_to_source(refined, guide_alpha)
             except PosterError as error:
+                code = "INVALID_ARGUMENT" if isinstance(error, InvalidInput) else "MATTING_FAILED"
                 yield matting_pb2.RefineResponse(
                     error=layer_pb2.LayerError(
-                        layer_index=layer.index, layer_id=layer.id, code="MATTING_FAILED", message=str(error)
+                        layer_index=layer.index, layer_id=layer.id, code=code, message=str(error)
                     )
                 )
                 refined = layer

@@ -6,6 +6,8 @@ rough producer hands them over; refinement must bring them closer to the truth.
 
 from __future__ import annotations
 
+import json
+import logging
 import sys
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -22,6 +24,7 @@ from services.common.channels import Stub, channel
 from services.common.config import Settings
 from services.common.images import encode_png
 from services.common.layers import BBox, Layer, LayerKind, composite, psnr
+from services.common.logging import JsonFormatter
 from services.common.tensors import LayerAssembler, layer_header, layer_wire_frames
 from tests.integration.conftest import upload, wait_for_end
 
@@ -215,3 +218,43 @@ async def test_a_job_with_bad_matting_options_is_refused_at_submission(mesh, ing
         await ingest.SubmitJob(upload(poster_png, matting=job_pb2.MattingParameters(radius=500)), timeout=30)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "matting radius must be between 1 and 64" in caught.value.details()
+
+
+async def test_a_layer_out_of_order_comes_back_unchanged_with_an_invalid_argument_frame(poster, tmp_path) -> None:
+    background, first, second = poster.layers[0], rough(poster.layers[1]), rough(poster.layers[2])
+    assembler = LayerAssembler(WIDTH, HEIGHT, 4 * WIDTH * HEIGHT)
+    errors, back = [], []
+    async with serving(Settings(blob_root=f"file://{tmp_path}", matting_warm_deep=False)) as (_, stub):
+        async for response in stub.Refine(requests(encode_png(poster.image), [background, second, first]), timeout=60):
+            if response.WhichOneof("frame") == "error":
+                errors.append(response.error)
+            elif (layer := assembler.feed(response)) is not None:
+                back.append(layer)
+    assembler.close()
+    # The stream stays open: every layer comes back, the one out of order as it was sent, with the reason.
+    assert [layer.index for layer in back] == [0, 2, 1]
+    assert [(error.layer_index, error.code) for error in errors] == [(1, "INVALID_ARGUMENT")]
+    assert "bottom to top" in errors[0].message
+    assert (back[2].rgba == first.rgba).all() and back[2].bbox == first.bbox
+
+
+async def test_an_unexpected_error_is_logged_with_the_job_it_happened_in(poster, tmp_path, monkeypatch) -> None:
+    lines: list[dict] = []
+    handler = logging.Handler()
+    # Formatted as the service's stderr handler does, while the record is emitted (in the call's context).
+    handler.emit = lambda record: lines.append(json.loads(JsonFormatter().format(record)))  # type: ignore[method-assign]
+    logging.getLogger("services.common.status").addHandler(handler)
+
+    def broken(self, layer):
+        raise RuntimeError("solver bug")
+
+    monkeypatch.setattr("services.matting.refine.LayerRefiner.refine", broken)
+    try:
+        async with serving(Settings(blob_root=f"file://{tmp_path}", matting_warm_deep=False)) as (_, stub):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await refine_over_grpc(stub, encode_png(poster.image), poster.layers[:2])
+    finally:
+        logging.getLogger("services.common.status").removeHandler(handler)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL and "solver bug" in caught.value.details()
+    logged = [line for line in lines if line["message"].startswith("unexpected error in")]
+    assert logged and logged[0]["job_id"] == "j1" and "RuntimeError: solver bug" in logged[0]["exception"]
