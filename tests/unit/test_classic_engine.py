@@ -19,7 +19,8 @@ from services.common.options import JobOptions
 from services.decompose.engines.classic import ClassicEngine
 from services.decompose.engines.classic.alpha import solve_over
 from services.decompose.engines.classic.candidates import Candidate, reduce_to, stack_order
-from services.decompose.engines.classic.ocr import LineReader, TextLine, _join, _line_groups
+from services.decompose.engines.classic.elements import _t_junctions
+from services.decompose.engines.classic.ocr import LineReader, TextLine, _join, _line_groups, _spaced
 from services.decompose.engines.classic.text import _respaced
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "poster.png"
@@ -447,3 +448,58 @@ def test_a_crisp_drop_shadow_over_a_flat_plate_stays_with_its_shape(engine: Clas
     layers = run(engine, image)
     assert_exact(layers, image)
     assert [layer.kind for layer in layers] == [LayerKind.BACKGROUND, LayerKind.SHAPE]
+
+
+def test_a_convex_shape_cut_straight_by_a_photo_lies_beneath_it(engine: ClassicEngine) -> None:
+    height, width = 320, 440
+    canvas = flat_canvas(width, height, (110, 20, 110))
+    triangle = np.zeros((height, width))
+    cv2.fillConvexPoly(triangle, np.array([[60, 30], [20, 290], [300, 170]], np.int32), 1.0, lineType=cv2.LINE_AA)
+    triangle = cv2.GaussianBlur(triangle, (0, 0), 2.0)  # feathered, as such shapes often are
+    canvas = np.array((180, 200, 130)) * triangle[..., None] + canvas * (1 - triangle[..., None])
+    # The photo's straight left edge cuts the triangle: no dent in either figure, only the seam's ends tell.
+    canvas[40:260, 200:420] = photo_patch(8, 220, 220)
+    image = np.round(canvas).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    (shape,) = foreground(layers, LayerKind.SHAPE)
+    (photo,) = foreground(layers, LayerKind.IMAGE)
+    assert shape.index < photo.index
+
+
+def test_the_seam_ends_tell_which_figure_lies_on_top() -> None:
+    disc = np.zeros((200, 300), np.uint8)
+    cv2.circle(disc, (110, 100), 70, 1, -1)
+    rect = np.zeros((200, 300), np.uint8)
+    rect[10:190, 150:280] = 1
+    # The rectangle on the disc (2 px apart, as parts are once their rims are left out): the disc shows up to
+    # the rectangle's straight edge, which goes on past the seam.
+    under, above = disc.astype(bool) & ~cv2.dilate(rect, np.ones((5, 5), np.uint8)).astype(bool), rect.astype(bool)
+    assert _t_junctions(under, above) > 0 and _t_junctions(above, under) < 0
+    # The disc on a bar across it: the seam follows the disc's round edge, which goes on past the seam's
+    # ends while the bar's edges turn away.
+    bar = np.zeros((200, 300), np.uint8)
+    bar[85:115, :] = 1
+    covered = bar.astype(bool) & ~cv2.dilate(disc, np.ones((5, 5), np.uint8)).astype(bool)
+    assert _t_junctions(covered, disc.astype(bool)) > 0 and _t_junctions(disc.astype(bool), covered) < 0
+
+
+def test_tesseract_syllables_are_joined_and_words_kept_apart() -> None:
+    def word(text: str, left: int, right: int) -> tuple[str, float, int, int, int]:
+        return (text, 90.0, left, right, 40)
+
+    # "재 즈 의 밤": syllable boxes touching or overlapping are one word; the gap before 밤 is a word space.
+    assert _spaced([word("재", 0, 41), word("즈", 40, 80), word("의", 80, 120), word("밤", 135, 175)]) == "재즈의 밤"
+    # Longer words keep Tesseract's spaces, even where its boxes overlap.
+    assert _spaced([word("음악", 0, 90), word("축제", 70, 160)]) == "음악 축제"
+    assert _spaced([word("A", 0, 20), word("B", 20, 40)]) == "A B"
+
+
+def test_a_tracked_title_gets_spaces_only_at_its_word_gaps() -> None:
+    core = np.zeros((20, 200), bool)
+    starts = [0, 22, 44, 66, 110, 132, 154]  # letters 12 px wide, 10 px apart; a 32 px word gap after the 4th
+    for start in starts:
+        core[2:18, start : start + 12] = True
+    line = TextLine(BBox(0, 0, 200, 20), "MAINSEA", 0.99, tuple(start + 6.0 for start in starts))
+    # 10 px letter gaps are half the ink height: a plain line's word gap, but this line's letter spacing.
+    assert _respaced(line, core, 0) == "MAIN SEA"

@@ -149,6 +149,10 @@ def _by_occlusion(parts: list[Part]) -> list[Part]:
                 continue
             i_bites_j = np.count_nonzero((hulls[j] | _hidden(parts[j].core, parts[i].mask)) & parts[i].core)
             j_bites_i = np.count_nonzero((hulls[i] | _hidden(parts[i].core, parts[j].mask)) & parts[j].core)
+            if i_bites_j == j_bites_i:
+                # No dent either way (a convex figure cut straight by another): the seam's ends tell.
+                t_junctions = _t_junctions(parts[i].mask, parts[j].mask)
+                i_bites_j, j_bites_i = max(-t_junctions, 0), max(t_junctions, 0)
             if i_bites_j > j_bites_i:
                 beneath[i][j] = i_bites_j - j_bites_i
             elif j_bites_i > i_bites_j:
@@ -161,6 +165,53 @@ def _by_occlusion(parts: list[Part]) -> list[Part]:
         order.append(nxt)
         left.remove(nxt)
     return [parts[i] for i in order]
+
+
+T_REACH = (6, 24)
+"""Distances (px) past a seam's end at which the occluder's outline is looked for."""
+T_SIDE = 24
+"""Seam pixels within this distance of its end give its direction there."""
+T_NEAR = 4.0
+"""Largest distance (px) from a probe to an outline that counts it as on that outline."""
+
+
+def _t_junctions(a: np.ndarray, b: np.ndarray) -> int:
+    """Which of two touching parts occludes the other, from the ends of the seam between them.
+
+    Where an edge ends at another figure (a T-junction), the figure on top has the outline that
+    goes on past the seam's end in the seam's own direction; the covered one's outline turns away.
+    Returns the probes nearer b's outline minus those nearer a's: > 0 when b lies on a, < 0 when a on b.
+    """
+    seam = _near(a) & _near(b)
+    free = ~_grow(a | b)
+    ends = seam & _grow_once(free)
+    if not ends.any():
+        return 0
+    # Distance of every pixel to each part's outline (the ring just outside it).
+    distances = [
+        cv2.distanceTransform((~(_grow_once(mask) & ~mask)).astype(np.uint8), cv2.DIST_L2, 3) for mask in (a, b)
+    ]
+    seam_points = np.column_stack(np.nonzero(seam)).astype(np.float64)
+    count, labels = cv2.connectedComponents(ends.astype(np.uint8))
+    hits = [0, 0]
+    height, width = a.shape
+    for label in range(1, count):
+        end = np.column_stack(np.nonzero(labels == label)).mean(axis=0)
+        local = seam_points[np.abs(seam_points - end).max(axis=1) <= T_SIDE]
+        if len(local) < 3:
+            continue
+        middle = local.mean(axis=0)
+        direction = np.linalg.svd(local - middle, full_matrices=False)[2][0]
+        if direction @ (end - middle) < 0:
+            direction = -direction
+        for step in range(*T_REACH):
+            y, x = np.rint(end + step * direction).astype(int)
+            if not (0 <= y < height and 0 <= x < width):
+                break
+            near_a, near_b = distances[0][y, x], distances[1][y, x]
+            if min(near_a, near_b) <= T_NEAR and near_a != near_b:
+                hits[int(near_b < near_a)] += 1
+    return hits[1] - hits[0]
 
 
 def _hull(mask: np.ndarray) -> np.ndarray:

@@ -28,6 +28,12 @@ SAME_LINE_OVERLAP = 0.7
 """Two detections whose rows overlap by this share of the lower one's height lie on one line..."""
 SAME_LINE_GAP = 1.2
 """... and join into one when the gap between them is at most this many line heights (a wide word space)."""
+WORD_GAP_SHARE = 0.3
+"""An inkless run of columns at least this share of the ink height wide separates two words ..."""
+LETTER_GAP_RATIO = 2.0
+"""... when it is also at least this many times the line's typical gap between letters (tracked titles)."""
+SYLLABLE_GAP_SHARE = 0.05
+"""Two one-syllable Tesseract words closer than this share of the line height (touching) are one word."""
 KOREAN_CONFIDENCE = 60.0
 """Tesseract's mean word confidence (0-100) from which its Hangul reading is kept."""
 TESSERACT_LANG = "kor"
@@ -124,13 +130,19 @@ class LineReader:
             self._tesseract_missing = True
             log.warning("Korean text will not be read: %s", error)
             return None
-        words = [(str(word).strip(), float(conf)) for word, conf in zip(data["text"], data["conf"], strict=True)]
+        fields = zip(data["text"], data["conf"], data["left"], data["width"], data["height"], strict=True)
         # Stray marks at a line's ends ("[", "|") are border or texture, not words.
-        words = [(word, conf) for word, conf in words if conf >= 0 and any(ch.isalnum() for ch in word)]
-        text = " ".join(word for word, _ in words)
-        if not words or not has_hangul(text):
+        words = [
+            (str(word).strip(), float(conf), int(left), int(left) + int(width), int(height))
+            for word, conf, left, width, height in fields
+            if float(conf) >= 0 and any(ch.isalnum() for ch in str(word))
+        ]
+        if not words:
             return None
-        confidence = float(np.mean([conf for _, conf in words]))
+        text = _spaced(words)
+        if not has_hangul(text):
+            return None
+        confidence = float(np.mean([conf for _, conf, *_ in words]))
         return (text, confidence / 100.0) if confidence >= KOREAN_CONFIDENCE else None
 
 
@@ -177,3 +189,19 @@ def _join(parts: list[TextLine]) -> TextLine:
         min(part.score for part in parts),
         char_x,
     )
+
+
+def _spaced(words: list[tuple[str, float, int, int, int]]) -> str:
+    """Tesseract's words (text, confidence, left, right, height) left to right, joined into a line.
+
+    Tesseract splits widely set Hangul into one "word" per syllable ("재 즈 의 밤"): two single-syllable
+    words whose boxes touch or overlap (SYLLABLE_GAP_SHARE of the line's height) are one word; across a
+    word space their boxes stand apart. Longer words keep Tesseract's spaces: its word boxes overlap
+    even across real spaces, so their gaps do not tell.
+    """
+    height = max(word[4] for word in words)
+    text = words[0][0]
+    for (before, _, _, right, _), (word, _, left, _, _) in itertools.pairwise(words):
+        syllables = len(before) == 1 == len(word) and has_hangul(before + word)
+        text += ("" if syllables and left - right < SYLLABLE_GAP_SHARE * height else " ") + word
+    return text

@@ -12,7 +12,7 @@ from services.common.layers import BBox, LayerKind
 from services.decompose.engines.classic.alpha import projected_alpha
 from services.decompose.engines.classic.background import strong_deviation, weak_deviation
 from services.decompose.engines.classic.candidates import Candidate, as_rgb
-from services.decompose.engines.classic.ocr import TextLine
+from services.decompose.engines.classic.ocr import LETTER_GAP_RATIO, WORD_GAP_SHARE, TextLine
 
 REFERENCE_FONT = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 REFERENCE_SIZE = 100
@@ -28,8 +28,9 @@ RIM_PX = 2
 """Width of the anti-aliased rim around glyph cores."""
 BORDER_NOISE = 24.0
 """Median deviation (levels) from the border-interpolated underlay above which the border is not underlay."""
-WORD_GAP_SHARE = 0.3
-"""An inkless run of columns at least this share of the ink height wide separates two words."""
+
+MIN_LETTER_GAPS = 4
+"""Gaps between inked columns a line needs before their median is taken as its letter spacing."""
 
 _SQUARE = np.ones((3, 3), np.uint8)
 
@@ -76,11 +77,16 @@ def _respaced(line: TextLine, core: np.ndarray, left: int) -> str:
         return line.text
     rows = np.nonzero(core.any(axis=1))[0]
     inked = np.nonzero(core.any(axis=0))[0]
-    min_gap = WORD_GAP_SHARE * (rows[-1] - rows[0] + 1)
-    wide = np.nonzero(np.diff(inked) - 1 >= min_gap)[0]
-    gaps = left + (inked[wide] + inked[wide + 1]) / 2.0
+    runs = np.diff(inked) - 1
+    gaps = runs[runs > 0]
+    # The median gap is a letter gap only where most gaps are (a line of a few blocks has none to tell).
+    letter_gap = float(np.median(gaps)) if len(gaps) >= MIN_LETTER_GAPS else 0.0
+    # A tracked title sets its letters as far apart as a plain line's words: a word gap is wider than both.
+    min_gap = max(WORD_GAP_SHARE * (rows[-1] - rows[0] + 1), LETTER_GAP_RATIO * letter_gap)
+    wide = np.nonzero(runs >= min_gap)[0]
+    spaces = left + (inked[wide] + inked[wide + 1]) / 2.0
     text, centres = list(line.text), line.char_x
-    for gap in sorted(gaps, reverse=True):
+    for gap in sorted(spaces, reverse=True):
         after = int(np.searchsorted(centres, gap))
         if 0 < after < len(text) and text[after - 1] != " " and text[after] != " ":
             text.insert(after, " ")
