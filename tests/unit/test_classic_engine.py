@@ -21,7 +21,7 @@ from services.decompose.engines.classic.alpha import solve_over
 from services.decompose.engines.classic.candidates import Candidate, reduce_to, stack_order
 from services.decompose.engines.classic.elements import _t_junctions
 from services.decompose.engines.classic.ocr import LineReader, TextLine, _join, _line_groups, _spaced
-from services.decompose.engines.classic.text import _respaced
+from services.decompose.engines.classic.text import _respaced, extract_text
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "poster.png"
 NAME = re.compile(r"^(background|shape \d+|image \d+|text: .+)$")
@@ -503,3 +503,25 @@ def test_a_tracked_title_gets_spaces_only_at_its_word_gaps() -> None:
     line = TextLine(BBox(0, 0, 200, 20), "MAINSEA", 0.99, tuple(start + 6.0 for start in starts))
     # 10 px letter gaps are half the ink height: a plain line's word gap, but this line's letter spacing.
     assert _respaced(line, core, 0) == "MAIN SEA"
+
+
+def test_a_title_across_two_shapes_is_lifted_whole() -> None:
+    # Seed 5031's title: dark letters over the pink plate, a teal shape's top and a translucent grey shape,
+    # so neither the box's border nor its commonest colour is what lies under the letters.
+    poster = make_poster(5031)
+    truth = next(layer for layer in poster.layers if layer.kind == LayerKind.TEXT)
+    (candidate,), lifted = extract_text(poster.image, [TextLine(BBox(201, 57, 604, 90), "OPENING", 0.99)])
+    assert candidate.color == truth.color
+    # Its glyphs are the letters: the alpha it was given covers the true alpha, and little else.
+    true_alpha = np.zeros(poster.image.shape[:2])
+    true_alpha[truth.bbox.slices()] = truth.rgba[..., 3] / 255
+    alpha = np.zeros(poster.image.shape[:2])
+    alpha[candidate.box.slices()] = candidate.alpha
+    assert soft_iou(alpha, true_alpha) > 0.9
+    # Lifted off, the letters leave the underlay: no dark ink stays in the box.
+    rows, cols = candidate.box.slices()
+    assert (lifted[rows, cols].max(axis=-1) > 60).mean() > 0.98
+
+
+def soft_iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.minimum(a, b).sum() / np.maximum(a, b).sum())

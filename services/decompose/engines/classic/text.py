@@ -29,6 +29,8 @@ RIM_PX = 2
 BORDER_NOISE = 24.0
 """Median deviation (levels) from the border-interpolated underlay above which the border is not underlay."""
 
+UNDERLAY_WINDOW_SHARE = 0.7
+"""Side of the median window that recovers a line's underlay, as a share of its box height (wider than strokes)."""
 MIN_LETTER_GAPS = 4
 """Gaps between inked columns a line needs before their median is taken as its letter spacing."""
 
@@ -100,19 +102,34 @@ def _glyphs(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     """
     pixels = crop.astype(np.float64)
     rough = _coons(pixels)
-    deviation = np.abs(pixels - rough).max(axis=-1)
+    inner = np.ones(rough.shape[:2], bool)
     # Most of a line's box is underlay, so the median deviation is the underlay's own noise.
-    noise = float(np.median(deviation))
-    inner = np.ones(deviation.shape, bool)
-    if noise > BORDER_NOISE:
+    if float(np.median(np.abs(pixels - rough).max(axis=-1))) > BORDER_NOISE:
         # The box's border runs over something else (a banner's rounded corners): the underlay is the
         # box's commonest colour, and only the box's middle, where the glyphs are, picks the ink.
         rough = np.broadcast_to(_commonest(pixels.reshape(-1, 3)), pixels.shape)
-        deviation = np.abs(pixels - rough).max(axis=-1)
-        noise = float(np.median(deviation))
-        height, width = deviation.shape
+        height, width = inner.shape
         inner[: height // 4] = inner[height - height // 4 :] = False
         inner[:, : width // 20] = inner[:, width - width // 20 :] = False
+    found = _cores(pixels, rough, inner)
+    if found is None and not inner.all():
+        # No one colour is the underlay either (a title across two shapes): a median over windows wider
+        # than the strokes keeps each underlay, edges between them included, and drops the glyphs.
+        side = max(3, int(UNDERLAY_WINDOW_SHARE * crop.shape[0]) | 1)
+        found = _cores(pixels, cv2.medianBlur(crop, side).astype(np.float64), np.ones(inner.shape, bool))
+    if found is None:
+        return None
+    ink, core, noise = found
+    glyphs = cv2.dilate(core.astype(np.uint8), _SQUARE, iterations=RIM_PX)
+    under = cv2.inpaint(crop, glyphs, RIM_PX + 1, cv2.INPAINT_TELEA)
+    support = glyphs.astype(bool) & (np.abs(pixels - under).max(axis=-1) > weak_deviation(noise))
+    return ink, core, support, under
+
+
+def _cores(pixels: np.ndarray, rough: np.ndarray, inner: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """(ink colour, glyph cores, underlay noise) of a line box over the estimated underlay `rough`, if it holds ink."""
+    deviation = np.abs(pixels - rough).max(axis=-1)
+    noise = float(np.median(deviation))
     strong = deviation > strong_deviation(noise)
     if np.count_nonzero(strong & inner) < MIN_INK_PX:
         return None
@@ -122,10 +139,7 @@ def _glyphs(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     core = strong & (np.abs(pixels - ink).max(axis=-1) <= tolerance)
     if np.count_nonzero(core) < MIN_INK_PX:
         return None
-    glyphs = cv2.dilate(core.astype(np.uint8), _SQUARE, iterations=RIM_PX)
-    under = cv2.inpaint(crop, glyphs, RIM_PX + 1, cv2.INPAINT_TELEA)
-    support = glyphs.astype(bool) & (np.abs(pixels - under).max(axis=-1) > weak_deviation(noise))
-    return ink, core, support, under
+    return ink, core, noise
 
 
 def _ink_color(pixels: np.ndarray, strong: np.ndarray) -> np.ndarray:
