@@ -40,7 +40,7 @@ if $runtime_only; then
 else
   # torch first and pinned: the qwen extra then finds it installed (a CPU build here) instead of pulling CUDA.
   .venv/bin/python -m pip install -q --disable-pip-version-check torch==2.13.0
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,qwen]'
+  .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev,qwen,s3]'
   # The Python SDK (sdk/python), its own distribution, with its gRPC extra: its tests import it as a user would.
   .venv/bin/python -m pip install -q --disable-pip-version-check -e 'sdk/python[grpc]'
 fi

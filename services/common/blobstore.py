@@ -6,7 +6,7 @@ import fsspec
 
 
 class BlobStore:
-    """Stores bytes under keys below a root URL (file:// by default, s3://, gs://, memory://)."""
+    """Stores bytes under keys below a root URL (file:// by default, s3:// with s3fs installed, memory://)."""
 
     def __init__(self, root_url: str) -> None:
         self.root_url = root_url.rstrip("/")

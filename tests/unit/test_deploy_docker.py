@@ -119,3 +119,11 @@ def test_the_header_says_the_internal_token_comes_from_the_environment(dockerfil
     assert all(name.lower() in Settings.model_fields for name in named), named
     env = " ".join(args for name, args in instructions(dockerfile) if name == "ENV")
     assert "INTERNAL_TOKEN" not in env  # a secret is never baked into the image
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda path: path.name)
+def test_the_images_carry_the_object_store_client_the_chart_offers(dockerfile: Path) -> None:
+    runs = " && ".join(args for name, args in instructions(dockerfile) if name == "RUN")
+    extras = {extra for group in re.findall(r"'\.\[([^\]]+)\]'", runs) for extra in group.split(",")}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "s3" in extras and extras <= set(project["project"]["optional-dependencies"]), extras

@@ -52,6 +52,8 @@ def test_the_values_match_the_schema() -> None:
         ("redis.existingSecret", ""),
         ("image.cpuTag", "latest"),
         ("storage.blobRoot", "/data/blobs"),
+        ("storage.blobRoot", "gs://bucket/blobs"),  # the images carry an S3 client only
+        ("storage.s3EndpointUrl", "minio:9000"),
         ("secrets.internalToken", ""),
         ("config.INTERNAL_TOKEN", "inlined-secret"),
         ("redis.sentinel.hosts", []),
@@ -251,3 +253,19 @@ def test_keda_follows_the_same_sentinels_with_the_passwords_from_the_secret() ->
         "if .Values.keda.enabled",
         "if and .Values.redis.sentinel.enabled .Values.redis.sentinel.sentinelPasswordSecretKey",
     ]
+
+
+def test_an_s3_bucket_takes_its_endpoint_and_credentials_from_values_and_a_secret() -> None:
+    values = copy.deepcopy(VALUES)
+    values["storage"] |= {
+        "blobRoot": "s3://posters/blobs",
+        "s3EndpointUrl": "http://minio.storage.svc:9000",
+        "credentialsSecret": "poster-s3",
+    }
+    jsonschema.Draft202012Validator(SCHEMA).validate(values)
+    configmap = (CHART / "templates" / "configmap.yaml").read_text()
+    # fsspec hands FSSPEC_S3_ENDPOINT_URL to s3fs as endpoint_url (tests/integration/test_blobstore_s3.py).
+    assert "FSSPEC_S3_ENDPOINT_URL: {{ . | quote }}" in configmap
+    assert enclosing_blocks(configmap, "FSSPEC_S3_ENDPOINT_URL") == ["with .Values.storage.s3EndpointUrl"]
+    deployments = (CHART / "templates" / "deployments.yaml").read_text()
+    assert enclosing_blocks(deployments, "- secretRef:")[-1] == "with $.Values.storage.credentialsSecret"
