@@ -41,13 +41,7 @@ def test_up_serves_the_web_app_and_the_api_and_stops_on_sigterm(redis_url: str, 
     )
     url = f"http://127.0.0.1:{ports['gateway']}"
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_until_ready(f"{url}/readyz", 120)
         page = httpx.get(f"{url}/")
         assert page.status_code == 200 and "/web/app.js" in page.text
         assert httpx.get(f"{url}/api/v1/session").json()["keys_required"] is False
@@ -98,13 +92,7 @@ def test_the_gateway_container_entry_point_logs_json_lines_and_stops_on_sigterm(
         text=True,
     )
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+        wait_until_ready(f"http://127.0.0.1:{port}/healthz", 60)
         process.send_signal(signal.SIGTERM)
         _, errors = process.communicate(timeout=30)
     finally:
@@ -128,3 +116,15 @@ def test_the_gateway_container_entry_point_needs_redis() -> None:
     )
     assert done.returncode == 2
     assert json.loads(done.stderr.strip().splitlines()[-1])["message"].startswith("gateway: set REDIS_URL")
+
+
+def wait_until_ready(url: str, timeout_s: float) -> None:
+    """Returns once `url` answers 200, or when `timeout_s` have passed (the test's checks then fail)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)

@@ -428,12 +428,7 @@ def test_a_photo_cutting_a_shape_straight_lies_above_it(engine: ClassicEngine) -
     canvas = np.array((40, 150, 90)) * ellipse[..., None] + canvas * (1 - ellipse[..., None])
     # The photo's straight edge cuts the ellipse: the ellipse's own outline says it goes on beneath.
     canvas[60:280, 200:380] = photo_patch(5, 180, 220)
-    image = np.round(canvas).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
-    (shape,) = foreground(layers, LayerKind.SHAPE)
-    (photo,) = foreground(layers, LayerKind.IMAGE)
-    assert shape.index < photo.index
+    shape = shape_beneath_a_photo(engine, np.round(canvas).astype(np.uint8))
     alpha = full_alpha(shape, width, height)
     assert np.mean(alpha[(ellipse > 0.99)] >= 250) > 0.97
 
@@ -459,12 +454,17 @@ def test_a_convex_shape_cut_straight_by_a_photo_lies_beneath_it(engine: ClassicE
     canvas = np.array((180, 200, 130)) * triangle[..., None] + canvas * (1 - triangle[..., None])
     # The photo's straight left edge cuts the triangle: no dent in either figure, only the seam's ends tell.
     canvas[40:260, 200:420] = photo_patch(8, 220, 220)
-    image = np.round(canvas).astype(np.uint8)
+    shape_beneath_a_photo(engine, np.round(canvas).astype(np.uint8))
+
+
+def shape_beneath_a_photo(engine: ClassicEngine, image: np.ndarray) -> Layer:
+    """The one shape layer of an image of a shape and a photo, checked to lie beneath the photo."""
     layers = run(engine, image)
     assert_exact(layers, image)
     (shape,) = foreground(layers, LayerKind.SHAPE)
     (photo,) = foreground(layers, LayerKind.IMAGE)
     assert shape.index < photo.index
+    return shape
 
 
 def test_the_seam_ends_tell_which_figure_lies_on_top() -> None:
