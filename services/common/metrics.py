@@ -59,8 +59,9 @@ QUALITY = Histogram(
 )
 GPU_SECONDS = Histogram(
     "poster_job_gpu_seconds",
-    "GPU-seconds per succeeded job (decompose time of GPU engines), by engine; _sum is the fleet's GPU time.",
-    ["engine"],
+    "GPU-seconds per job attempt of a GPU engine (its start to the end of its decompose stream, or to its end "
+    "when it ended first), by engine and outcome; _sum is the fleet's GPU time, failed attempts included.",
+    ["engine", "outcome"],
     buckets=(1, 5, 10, 20, 30, 60, 120, 300, 600),
 )
 RESULT_CACHE = Counter(
@@ -96,6 +97,7 @@ class JobMeter:
     started: float = field(default_factory=time.perf_counter)
     engine: str = "unknown"
     status: str = ""
+    decompose_ended: float | None = None
 
     def __enter__(self) -> JobMeter:
         ACTIVE_JOBS.inc()
@@ -116,6 +118,10 @@ class JobMeter:
         span = trace.get_current_span().get_span_context()
         exemplar = {"trace_id": format(span.trace_id, "032x")} if span.is_valid else None
         JOB_DURATION.labels(self.engine, status).observe(time.perf_counter() - self.started, exemplar)
+        if self.engine in GPU_ENGINES:
+            # The GPU is held until the decompose stream ends; an attempt that failed before then held it throughout.
+            gpu_until = self.decompose_ended if self.decompose_ended is not None else time.perf_counter()
+            GPU_SECONDS.labels(self.engine, status).observe(gpu_until - self.started)
 
 
 _CURRENT: contextvars.ContextVar[JobMeter | None] = contextvars.ContextVar("poster_job_meter", default=None)
@@ -129,6 +135,13 @@ def job_outcome(status: str) -> None:
         meter.finish(status)
 
 
+def decompose_ended() -> None:
+    """Marks the end of the current job attempt's decompose stream (no-op outside a JobMeter)."""
+    meter = _CURRENT.get()
+    if meter is not None:
+        meter.decompose_ended = time.perf_counter()
+
+
 def job_engine(engine: str) -> None:
     """Labels the current job attempt with its engine (the requested one until the pipeline says which ran)."""
     meter = _CURRENT.get()
@@ -137,14 +150,12 @@ def job_engine(engine: str) -> None:
 
 
 def job_result(engine: str, timings_ms: Mapping[str, float], layer_count: int, quality_score: float) -> None:
-    """Records a finished job's engine, stage milestones, layer count, quality and GPU-seconds."""
+    """Records a finished job's engine, stage milestones, layer count and quality."""
     job_engine(engine)
     for stage, ms in timings_ms.items():
         STAGE_END.labels(stage).observe(ms / 1000)
     LAYERS.observe(layer_count)
     QUALITY.observe(quality_score)
-    if engine in GPU_ENGINES and "decompose" in timings_ms:
-        GPU_SECONDS.labels(engine).observe(timings_ms["decompose"] / 1000)
 
 
 def result_cache(outcome: str) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from poster.v1 import decompose_pb2, describe_pb2, job_pb2, matting_pb2
+from services.common import metrics
 from services.common.channels import Stub
 from services.common.errors import InvalidInput
 from services.common.layers import Layer
@@ -130,6 +131,7 @@ async def run_pipeline(
             raise InvalidInput("decompose ended without a finished frame")
         assembler.close()
         result.timings_ms["decompose"] = (time.perf_counter() - started) * 1000
+        metrics.decompose_ended()
         await to_matting.put(_END)
 
     async def layers_from(queue: asyncio.Queue[Layer | None]) -> AsyncIterator[Layer]:

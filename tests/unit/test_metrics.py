@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
+import time
 
 import pynvml
 import pytest
@@ -59,19 +60,40 @@ def test_an_attempt_without_an_outcome_is_not_counted_and_outcome_outside_a_job_
     assert value("poster_active_jobs") == active
 
 
-def test_a_result_records_stage_milestones_layers_quality_and_gpu_seconds_of_gpu_engines() -> None:
-    gpu = value("poster_job_gpu_seconds_sum", engine="qwen")
+def test_a_result_records_stage_milestones_layers_and_quality() -> None:
     stage = value("poster_job_stage_end_seconds_sum", stage="matting")
     quality = value("poster_job_quality_score_sum")
     with metrics.JobMeter() as meter:
         metrics.job_result("qwen", {"decompose": 12_000.0, "matting": 13_500.0}, 5, 81.5)
         assert meter.engine == "qwen"
-    assert value("poster_job_gpu_seconds_sum", engine="qwen") == pytest.approx(gpu + 12.0)
     assert value("poster_job_stage_end_seconds_sum", stage="matting") == pytest.approx(stage + 13.5)
     assert value("poster_job_quality_score_sum") == pytest.approx(quality + 81.5)
-    classic = value("poster_job_gpu_seconds_count", engine="classic")
-    metrics.job_result("classic", {"decompose": 900.0}, 3, 90.0)
-    assert value("poster_job_gpu_seconds_count", engine="classic") == classic  # the classic engine uses no GPU
+
+
+def gpu_seconds(engine: str, outcome: str) -> float:
+    return value("poster_job_gpu_seconds_sum", engine=engine, outcome=outcome)
+
+
+def test_gpu_seconds_count_every_attempt_of_a_gpu_engine_up_to_the_end_of_its_decompose_stream() -> None:
+    succeeded, failed = gpu_seconds("qwen", "succeeded"), gpu_seconds("qwen", "failed")
+    with metrics.JobMeter() as meter:
+        metrics.job_engine("qwen")
+        metrics.decompose_ended()
+        assert meter.decompose_ended is not None
+        meter.started = meter.decompose_ended - 12.0  # the stream ended 12 s into the attempt
+        time.sleep(0.6)  # matting and describe go on after it: not GPU time
+        metrics.job_outcome("succeeded")
+    assert gpu_seconds("qwen", "succeeded") == pytest.approx(succeeded + 12.0, abs=0.1)
+    with metrics.JobMeter() as meter:
+        metrics.job_engine("qwen")
+        meter.started -= 40.0  # ran out of GPU memory after 40 s, before the stream ended
+        metrics.job_outcome("failed")
+    assert gpu_seconds("qwen", "failed") == pytest.approx(failed + 40.0, abs=0.5)
+    classic = value("poster_job_gpu_seconds_count", engine="classic", outcome="succeeded")
+    with metrics.JobMeter():
+        metrics.job_engine("classic")
+        metrics.job_outcome("succeeded")
+    assert value("poster_job_gpu_seconds_count", engine="classic", outcome="succeeded") == classic
 
 
 async def test_the_queue_watcher_sets_lag_plus_pending_and_survives_redis_down() -> None:
