@@ -45,12 +45,8 @@ def test_up_serves_the_web_app_and_the_api_and_stops_on_sigterm(redis_url: str, 
         page = httpx.get(f"{url}/")
         assert page.status_code == 200 and "/web/app.js" in page.text
         assert httpx.get(f"{url}/api/v1/session").json()["keys_required"] is False
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        output, _ = stop(process, 60)
     assert process.returncode == 0, output
     assert f"web app at {url}/" in output
 
@@ -93,12 +89,8 @@ def test_the_gateway_container_entry_point_logs_json_lines_and_stops_on_sigterm(
     )
     try:
         wait_until_ready(f"http://127.0.0.1:{port}/healthz", 60)
-        process.send_signal(signal.SIGTERM)
-        _, errors = process.communicate(timeout=30)
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
+        _, errors = stop(process, 30)
     assert process.returncode == 0, errors
     lines = [json.loads(line) for line in errors.splitlines() if line.startswith("{")]
     serving = [line for line in lines if line["message"].startswith("gateway: serving on")]
@@ -128,3 +120,13 @@ def wait_until_ready(url: str, timeout_s: float) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.2)
+
+
+def stop(process: subprocess.Popen, timeout_s: float) -> tuple[str, str]:
+    """SIGTERM, then what the process wrote; killed if it has not exited within `timeout_s`."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.communicate()

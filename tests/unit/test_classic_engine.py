@@ -356,10 +356,12 @@ def test_a_dropped_word_space_is_put_back() -> None:
     assert _respaced(TextLine(line.box, "ABCDE", 0.99), core, 0) == "ABCDE"
 
 
-def test_label_plate_goes_right_under_its_line() -> None:
-    def candidate(kind: LayerKind, box: BBox, text: str = "") -> Candidate:
-        return Candidate(kind, box, np.ones((box.h, box.w), bool), np.ones((box.h, box.w)), text=text)
+def candidate(kind: LayerKind, box: BBox, text: str = "") -> Candidate:
+    """A solid candidate filling its box, for ordering tests."""
+    return Candidate(kind, box, np.ones((box.h, box.w), bool), np.ones((box.h, box.w)), text=text)
 
+
+def test_label_plate_goes_right_under_its_line() -> None:
     big = candidate(LayerKind.SHAPE, BBox(0, 0, 400, 300))
     plate = candidate(LayerKind.SHAPE, BBox(20, 400, 200, 50))
     title = candidate(LayerKind.TEXT, BBox(10, 10, 300, 60), "TITLE")
@@ -368,9 +370,6 @@ def test_label_plate_goes_right_under_its_line() -> None:
 
 
 def test_a_label_plate_something_covers_stays_beneath_it() -> None:
-    def candidate(kind: LayerKind, box: BBox, text: str = "") -> Candidate:
-        return Candidate(kind, box, np.ones((box.h, box.w), bool), np.ones((box.h, box.w)), text=text)
-
     plate = candidate(LayerKind.SHAPE, BBox(20, 400, 200, 50))
     photo = candidate(LayerKind.IMAGE, BBox(0, 300, 100, 120))
     label = candidate(LayerKind.TEXT, BBox(40, 410, 160, 30), "label")
