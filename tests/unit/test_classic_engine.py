@@ -18,6 +18,7 @@ from services.common.layers import BBox, Layer, LayerKind, composite, psnr
 from services.common.options import JobOptions
 from services.decompose.engines.classic import ClassicEngine
 from services.decompose.engines.classic.alpha import solve_over
+from services.decompose.engines.classic.background import estimate_plate
 from services.decompose.engines.classic.candidates import Candidate, reduce_to, stack_order
 from services.decompose.engines.classic.elements import _t_junctions
 from services.decompose.engines.classic.ocr import LineReader, TextLine, _join, _line_groups, _spaced
@@ -226,6 +227,20 @@ def photo_patch(seed: int, width: int, height: int) -> np.ndarray:
     coarse = rng.uniform(0, 255, (4, 5, 3))
     smooth = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
     return np.clip(smooth + cv2.GaussianBlur(rng.normal(0, 40, (height, width, 3)), (0, 0), 3), 0, 255)
+
+
+def busy_photo_patch(seed: int, width: int, height: int, calm: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """A photo with detail at every scale, as real ones have; `calm` (x, y, w, h) is a smooth sky in it."""
+    rng = np.random.default_rng(seed)
+    patch = 30 + 0.75 * photo_patch(seed, width, height)  # kept off 0 and 255, where colours would go flat
+    for sigma in (0.7, 1.5, 3.0):
+        octave = cv2.GaussianBlur(rng.normal(0, 1, (height, width)), (0, 0), sigma)
+        patch += (octave / octave.std() * 8 * sigma**0.5)[..., None]
+    if calm is not None:
+        x, y, w, h = calm
+        rows, cols = np.mgrid[0:h, 0:w]
+        patch[y : y + h, x : x + w] = (100.0 + 0.5 * (rows + cols))[..., None] + np.array((0.0, 10.0, 30.0))
+    return np.clip(patch, 0, 255)
 
 
 def foreground(layers: list[Layer], kind: LayerKind) -> list[Layer]:
@@ -524,3 +539,53 @@ def test_a_title_across_two_shapes_is_lifted_whole() -> None:
 
 def soft_iou(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.minimum(a, b).sum() / np.maximum(a, b).sum())
+
+
+def grain_plate(seed: int, width: int, height: int, color: tuple[int, int, int]) -> np.ndarray:
+    """A flat colour with paper grain over it."""
+    grain = cv2.GaussianBlur(np.random.default_rng(seed).normal(0, 1, (height, width, 3)), (0, 0), 1.0)
+    return flat_canvas(width, height, color) + grain / grain.std() * 4
+
+
+def test_a_calm_patch_inside_a_photo_stays_with_the_photo(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    canvas = grain_plate(9, width, height, (60, 90, 150))
+    canvas[50:250, 60:340] = busy_photo_patch(9, 280, 200, calm=(100, 50, 120, 90))
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    (photo,) = foreground(layers, LayerKind.IMAGE)
+    # The sky's middle is no shape of its own (the ends of its ramp may still pass for flat bands).
+    assert np.mean(full_alpha(photo, width, height)[100:190, 160:280] == 255) > 0.7
+
+
+def test_a_translucent_shape_over_grain_beside_a_busy_photo_is_its_own_layer(engine: ClassicEngine) -> None:
+    height, width = 320, 440
+    canvas = grain_plate(10, width, height, (200, 170, 90))
+    disc = np.zeros((height, width))
+    cv2.circle(disc, (130, 160), 100, 1.0, -1, lineType=cv2.LINE_AA)
+    canvas = canvas + 0.5 * disc[..., None] * (np.array((40, 60, 160)) - canvas)
+    canvas[60:260, 200:420] = busy_photo_patch(10, 220, 200)
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    # One shape holds the disc where it shows, and only the disc: the photo is not part of it.
+    (shape,) = foreground(layers, LayerKind.SHAPE)[:1]
+    alpha = full_alpha(shape, width, height) > 0
+    visible = (disc > 0.99) & (np.arange(width)[None, :] < 195)
+    assert np.mean(alpha[visible]) > 0.95
+    assert np.count_nonzero(alpha[60:260, 205:420]) < 0.02 * 200 * 215
+
+
+def test_a_striped_plate_is_the_poster_wherever_it_shows() -> None:
+    height, width = 400, 300
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    stripes = 0.5 + 0.5 * np.sin(2 * np.pi * (xs + ys) / 30)
+    canvas = np.array((200.0, 120.0, 90.0)) + stripes[..., None] * np.array((20.0, -20.0, 22.0))
+    canvas[120:280, 80:220] = (30, 60, 140)
+    image = np.round(canvas).astype(np.uint8)
+    plate = estimate_plate(image)
+    shown = np.ones((height, width), bool)
+    shown[110:290, 70:230] = False
+    # The flood crosses the stripes, and where the plate shows, it is the poster itself.
+    assert np.mean(np.abs(plate.colors[shown] - image[shown]).max(axis=-1) <= 1) > 0.9

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -54,6 +55,19 @@ def test_some_shapes_are_translucent_and_edges_are_soft() -> None:
     assert any(peak < 255 for peak in peaks) and any(peak == 255 for peak in peaks)
     # Axis-aligned rectangles on whole pixels are crisp; curves and slopes are anti-aliased.
     assert sum(len(np.unique(layer.rgba[..., 3])) > 2 for layer in shapes) > len(shapes) // 2
+
+
+def test_photos_have_detail_at_every_scale_like_real_ones() -> None:
+    """Real photos measure 10-20 levels of mean absolute Laplacian (9 px windows) at the median; the
+    stand-ins span soft focus to busy, never the smooth blobs a colour-field engine could take for shapes."""
+    medians = []
+    for seed in range(8):
+        photo = next(layer for layer in make_poster(seed).layers if layer.kind == LayerKind.IMAGE)
+        luma = cv2.cvtColor(photo.rgba[..., :3], cv2.COLOR_RGB2GRAY).astype(np.float32)
+        detail = cv2.blur(np.abs(cv2.Laplacian(luma, cv2.CV_32F)), (9, 9))
+        medians.append(float(np.median(detail)))
+    assert min(medians) >= 1.5
+    assert max(medians) >= 2 * min(medians)
 
 
 def test_custom_size() -> None:

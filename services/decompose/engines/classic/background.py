@@ -25,7 +25,9 @@ MIN_EXPLAINED = 0.9
 SIMPLER_MARGIN = 0.02
 """A simpler model wins unless a richer one explains this much more of the uncovered frame."""
 FLOOD_STEP = 6
-"""Largest colour step (levels) between neighbouring pixels inside a plate."""
+"""Largest colour step (levels) between neighbouring pixels inside a plate ..."""
+PATTERN_STEP_SHARE = 1.5
+"""... or this multiple of the steps most (90 %) of the frame's neighbours differ by, when larger."""
 NOISE_CAP = 24.0
 """Largest deviation (levels) from the plate that still counts as its noise."""
 MIN_SEEDS = 32
@@ -36,10 +38,13 @@ SEARCH_MOVES = 200
 """Most pattern-search steps for that centre."""
 GRAIN_WINDOW = 9
 """Side (px) of the window over which a pixel's fine detail (grain, noise) is averaged."""
-MIN_GRAIN = 2.0
-"""Fine detail (mean absolute Laplacian, levels) of the poster's frame from which a plate counts as grainy ..."""
+MIN_GRAIN = 2.5
+"""Fine detail (mean absolute Laplacian, levels) of the poster's frame from which a plate counts as grainy
+(rounding a smooth plate or soft stripes to 8 bits alone gives about 1.5-2) ..."""
 CALM_SHARE = 0.7
 """... and pixels with less than this share of it are not the plate: what is drawn over grain hides or dims it."""
+SHOWN_MARGIN = 6
+"""Pixels (full size) by which a textured plate's shown region is trimmed before the poster stands for it."""
 
 _SQUARE = np.ones((3, 3), np.uint8)
 
@@ -100,14 +105,18 @@ def estimate_plate(image: np.ndarray) -> Plate:
             coef, residual = _robust_fit(features(u, v), colors, start, seeds)
             fits.append((name, _predictor(features, coef), float(np.mean(residual[start] < FIT_TOLERANCE))))
     best = max((explained for _, _, explained in fits), default=0.0)
+    full_region = cv2.resize(region, (width, height), interpolation=cv2.INTER_NEAREST) > 0
     if best >= MIN_EXPLAINED:
         name, predict, _ = next(fit for fit in fits if fit[2] >= best - SIMPLER_MARGIN)
         full_u, full_v = _centres(width, height, 1.0 / unit, 1.0 / unit)
         plate = predict(full_u, full_v).reshape(height, width, 3).astype(np.float32)
-    else:
-        name, plate = "texture", _texture_plate(image, region)
-    full_region = cv2.resize(region, (width, height), interpolation=cv2.INTER_NEAREST) > 0
-    return Plate(model=name, colors=plate, noise=_noise(image, plate, full_region))
+        return Plate(model=name, colors=plate, noise=_noise(image, plate, full_region))
+    smooth = _texture_plate(image, region)
+    # The smooth plate's misfit is what the plate does where nothing shows it; where the poster shows
+    # it, away from the flood's coarse rim, the plate is the poster itself, stripes and grain included.
+    shown = cv2.erode(full_region.astype(np.uint8), np.ones((2 * SHOWN_MARGIN + 1,) * 2, np.uint8)).astype(bool)
+    plate = np.where(shown[..., None], image.astype(np.float32), smooth)
+    return Plate(model="texture", colors=plate, noise=_noise(image, smooth, full_region))
 
 
 def _shrink(image: np.ndarray, side: int) -> np.ndarray:
@@ -209,9 +218,18 @@ def _edge_region(image: np.ndarray) -> np.ndarray:
     calm = _calm(image, (s_w, s_h))
     # Calm pixels are walls the flood cannot cross; label 255 is never a region's.
     labels[1:-1, 1:-1][calm] = 255
-    step = (FLOOD_STEP,) * 3
+    # A patterned plate (stripes) steps further between neighbours than a gradient: the flood may too.
+    frame = _frame(s_h, s_w)
+    steps = np.concatenate(
+        [
+            np.abs(np.diff(small.astype(np.int16), axis=0)).max(axis=-1)[frame[1:]],
+            np.abs(np.diff(small.astype(np.int16), axis=1)).max(axis=-1)[frame[:, 1:]],
+        ]
+    )
+    pattern = PATTERN_STEP_SHARE * float(np.percentile(steps, 90)) if steps.size else 0.0
+    step = (max(FLOOD_STEP, pattern),) * 3
     region = 0
-    for y, x in zip(*np.nonzero(_frame(s_h, s_w)), strict=True):
+    for y, x in zip(*np.nonzero(frame), strict=True):
         if labels[y + 1, x + 1] == 0 and region < 254:
             region += 1
             flags = 8 | cv2.FLOODFILL_MASK_ONLY | (region << 8)

@@ -22,12 +22,15 @@ FLAT_BINS = 3
 """A region whose colours (8 levels per channel) mostly fall in this many bins is a shape; else an image."""
 FLAT_SHARE = 0.9
 FIELD_TOLERANCE = 3.0
+"""Levels a flat fill's pixels may stray from its colour (compression noise)."""
 DETAIL_WINDOW = 9
 """Side (px) of the window over which a pixel's detail (mean absolute Laplacian) is averaged."""
 DETAIL_LEVEL = 3.0
 """Detail (levels) above which a pixel belongs to a photo ..."""
-DETAIL_CALM = 4.0
-"""... or this multiple of the detail of the region's calmest quarter, when larger."""
+DETAIL_GRAIN = 1.5
+"""... or this multiple of the plate's own detail (its grain, which a translucent shape lets through), when larger."""
+ENCLOSED_SHARE = 0.6
+"""Share of a calm patch's surroundings that, when busy, makes it a quiet part of the photo around it."""
 DETAIL_MIN_SHARE = 0.05
 """Smallest share of a region a photo or a smooth part split off by detail may have."""
 RIM_REACH = 8
@@ -36,7 +39,6 @@ THICK_SHARE = 0.5
 """Share of a piece that must be wider than 2 RIM_REACH px for it to be a photo."""
 GRAIN_SHOWN = 3.0
 """Multiple of the plate's noise, times the see-through share, that a translucent fill's pixels may stray."""
-"""Levels a flat fill's pixels may stray from its colour (compression noise)."""
 FIELD_EDGE_CONTRAST = 20.0
 """Median levels by which the pixels just outside a flat fill must differ from it."""
 MAX_FIELD_TRIES = 8
@@ -98,6 +100,9 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
     mask = cv2.morphologyEx((deviation > plate.strong).astype(np.uint8), cv2.MORPH_CLOSE, _SQUARE)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     min_area = max(MIN_AREA_PX, MIN_AREA_FRACTION * height * width)
+    detail = _detail(image)
+    shown = deviation <= plate.weak
+    grain = float(np.median(detail[shown])) if shown.any() else 0.0
     clusters = []
     for label in sorted(range(1, count), key=lambda label: -stats[label, cv2.CC_STAT_AREA]):
         x, y, w, h, area = (int(value) for value in stats[label])
@@ -109,7 +114,7 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
         region = labels[rows, cols] == label
         support = _grow(region) & (region | (deviation[rows, cols] > plate.weak))
         pixels, under = image[rows, cols].astype(np.float64), plate.colors[rows, cols]
-        parts = _by_occlusion(_parts(pixels, under, region, min_area, plate.noise))
+        parts = _by_occlusion(_parts(pixels, under, detail[rows, cols], region, min_area, plate.noise, grain))
         above = np.zeros_like(region)
         cluster = []
         for part in reversed(parts):
@@ -288,7 +293,15 @@ class Field:
     """Opacity and own colour of a translucent shape, told from where it lies over another field."""
 
 
-def _parts(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: float, noise: float) -> list[Part]:
+def _parts(
+    pixels: np.ndarray,
+    under: np.ndarray,
+    detail: np.ndarray,
+    region: np.ndarray,
+    min_area: float,
+    noise: float,
+    grain: float,
+) -> list[Part]:
     """Splits a region where overlapping things touch: each colour field apart, the rest as photos.
 
     A single flat or translucent shape (or a photo with no flat field) stays whole. A leftover piece
@@ -301,7 +314,7 @@ def _parts(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: 
     fields = _fields(pixels, under, region, min_area, noise)
     flat = _union([field.mask for field in fields], region)
     if not fields:
-        return _by_detail(pixels, under, region, min_area) or [whole]
+        return _by_detail(pixels, under, detail, region, min_area, grain) or [whole]
     if len(fields) == 1 and np.count_nonzero(region & ~_grow(flat)) < min_area:
         return [whole]
     fields = _translucent_overlaps(pixels, under, _joined_bands(pixels, under, fields))
@@ -351,7 +364,7 @@ def _parts(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: 
         else:
             # A leftover may still hold a photo beside a smooth translucent shape it touches.
             photos.extend(
-                _by_detail(pixels, under, piece, min_area)
+                _by_detail(pixels, under, detail, piece, min_area, grain)
                 or [Part(piece, cv2.erode(piece.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region))]
             )
     return _with_shadows(found + photos, shadows + _pieces(shaded, min_area))
@@ -374,24 +387,28 @@ def _with_shadows(parts: list[Part], shadows: list[np.ndarray]) -> list[Part]:
     return parts
 
 
-def _by_detail(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area: float) -> list[Part]:
+def _by_detail(
+    pixels: np.ndarray, under: np.ndarray, detail: np.ndarray, region: np.ndarray, min_area: float, grain: float
+) -> list[Part]:
     """A region without colour fields split into its detailed (photo) and smooth (shape, gradient) parts.
 
-    A translucent shape over a texture has no single colour, but it is as smooth as the plate, where
-    a photo has detail at every pixel. Empty when the region is all one or the other.
+    A translucent shape over a texture has no single colour, but it is no busier than the plate's
+    own grain showing through it, where a photo has detail at every pixel. `detail` is the region's
+    per-pixel detail (`_detail`), `grain` the plate's. Empty when the region is all one or the other.
     """
-    luma = cv2.cvtColor(pixels.astype(np.float32), cv2.COLOR_RGB2GRAY)
-    detail = cv2.blur(np.abs(cv2.Laplacian(luma, cv2.CV_32F)), (DETAIL_WINDOW, DETAIL_WINDOW))
-    # Relative to the region's calmest quarter: a grainy plate shows its grain through a translucent shape.
-    calm = float(np.percentile(detail[region], 25))
-    busy = region & (detail > max(DETAIL_LEVEL, DETAIL_CALM * calm))
+    busy = region & (detail > max(DETAIL_LEVEL, DETAIL_GRAIN * grain))
     busy = cv2.morphologyEx(busy.astype(np.uint8), cv2.MORPH_OPEN, _SQUARE, iterations=2).astype(bool)
     smooth = cv2.morphologyEx((region & ~_grow(busy)).astype(np.uint8), cv2.MORPH_OPEN, _SQUARE, iterations=2)
     least = max(min_area, DETAIL_MIN_SHARE * np.count_nonzero(region))
     # A photo is a solid block: a thin detailed band is the soft rim of a smooth shape over grain.
     thick = cv2.morphologyEx(busy.astype(np.uint8), cv2.MORPH_OPEN, _disc(RIM_REACH)).astype(bool)
     photos = [piece for piece in _pieces(thick, least)]
-    shapes = [piece for piece in _pieces(smooth.astype(bool), least)]
+    if not photos:
+        # Only busy bands (edges, rims): no photo to part the smooth pieces from.
+        return []
+    # A calm patch that the busy pixels ring is a quiet part of the photo (sky, a smooth object).
+    ringed = _near(thick)
+    shapes = [piece for piece in _pieces(smooth.astype(bool), least) if _enclosure(piece, ringed) < ENCLOSED_SHARE]
     if len(photos) + len(shapes) < 2:
         return []
     # A smooth piece that only darkens the plate is a photo's drop shadow, not a shape.
@@ -408,6 +425,18 @@ def _by_detail(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_ar
         near = _near(piece)
         max(parts, key=lambda part: np.count_nonzero(near & part.mask)).mask |= piece
     return parts
+
+
+def _enclosure(piece: np.ndarray, photo: np.ndarray) -> float:
+    """Share of the ring just outside a piece that lies by a photo block (not a busy edge band)."""
+    ring = _near(piece) & ~_grow(piece)
+    return float(np.mean(photo[ring])) if ring.any() else 0.0
+
+
+def _detail(image: np.ndarray) -> np.ndarray:
+    """Per pixel, the mean absolute Laplacian of the luma over a DETAIL_WINDOW window (levels)."""
+    luma = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY).astype(np.float32)
+    return cv2.blur(np.abs(cv2.Laplacian(luma, cv2.CV_32F)), (DETAIL_WINDOW, DETAIL_WINDOW))
 
 
 def _disc(radius: int) -> np.ndarray:
