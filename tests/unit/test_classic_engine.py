@@ -20,7 +20,7 @@ from services.decompose.engines.classic import ClassicEngine
 from services.decompose.engines.classic.alpha import solve_over
 from services.decompose.engines.classic.background import estimate_plate
 from services.decompose.engines.classic.candidates import Candidate, reduce_to, stack_order
-from services.decompose.engines.classic.elements import _t_junctions
+from services.decompose.engines.classic.elements import _t_junctions, _without_faint_specks
 from services.decompose.engines.classic.ocr import LineReader, TextLine, _join, _line_groups, _spaced
 from services.decompose.engines.classic.text import _respaced, extract_text
 
@@ -318,6 +318,24 @@ def test_translucent_shape_over_a_gradient_keeps_its_opacity_and_colour(engine: 
     assert np.abs(np.median(inside[..., :3].reshape(-1, 3), axis=0) - (20, 200, 60)).max() <= 8
 
 
+def test_a_translucent_shape_over_a_gentle_gradient_is_whole_and_keeps_its_opacity(engine: ClassicEngine) -> None:
+    # Under the shape the plate changes by only about 20 levels: a few levels through the shape, less
+    # than the colour bins, yet enough for the exact fit to tell the opacity from an opaque fill.
+    height, width = 300, 400
+    rows, cols = np.mgrid[0:height, 0:width]
+    glow = 30.0 * np.hypot(rows - 40, cols - 60) / np.hypot(height, width)
+    canvas = np.dstack([110 + glow, 60 + 0.5 * glow, 140 - glow])
+    inside = ((rows - 150) / 100.0) ** 2 + ((cols - 220) / 140.0) ** 2 <= 1.0
+    canvas[inside] = 0.7 * np.array((200, 190, 90)) + 0.3 * canvas[inside]
+    image = np.round(canvas).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    (shape,) = foreground(layers, LayerKind.SHAPE)
+    alpha = full_alpha(shape, width, height)
+    assert abs(float(np.median(alpha[inside])) - 0.7 * 255) <= 8
+    assert soft_iou(alpha / 255.0, inside * 0.7) >= 0.9
+
+
 def test_photo_without_text_gives_sensible_layers(engine: ClassicEngine) -> None:
     image = np.round(photo_patch(3, 320, 240)).astype(np.uint8)
     layers = run(engine, image)
@@ -479,6 +497,22 @@ def shape_beneath_a_photo(engine: ClassicEngine, image: np.ndarray) -> Layer:
     (photo,) = foreground(layers, LayerKind.IMAGE)
     assert shape.index < photo.index
     return shape
+
+
+def test_faint_residue_apart_from_a_layer_is_left_to_the_background() -> None:
+    support = np.zeros((60, 90), bool)
+    alpha = np.zeros((60, 90))
+    support[10:40, 10:40] = True  # the shape
+    alpha[10:40, 10:40] = 1.0
+    support[5:15, 60:70] = True  # faint residue of an inpainting, apart from it
+    alpha[5:15, 60:70] = 0.1
+    support[45:55, 60:85] = True  # a soft piece strong enough to be the layer's own (a shadow)
+    alpha[45:55, 60:85] = np.linspace(0.05, 0.5, 25)
+    core = np.zeros_like(support)
+    core[15:35, 15:35] = True
+    kept = _without_faint_specks(support, alpha, core)
+    assert kept[10:40, 10:40].all() and kept[45:55, 60:85].all()
+    assert not kept[5:15, 60:70].any()
 
 
 def test_the_seam_ends_tell_which_figure_lies_on_top() -> None:

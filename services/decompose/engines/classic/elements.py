@@ -71,10 +71,13 @@ TRANSLUCENT_FIT_RMS = 3.0
 """Largest residual (levels) of a constant colour at constant opacity over the plate."""
 FIT_SAMPLES = 20_000
 """Pixels sampled for the opacity fit."""
-UNDERLAY_SPREAD = 8.0
+UNDERLAY_SPREAD = 2.0
 """Opacity is only observable where the plate beneath varies by at least this much (levels) ..."""
 BAND_SPREAD = 4.0
 """... or this much, for touching fields (bands of one ramp) that one opacity and colour fit as a whole."""
+
+FAINT_ALPHA = 0.25
+"""A piece of a layer apart from its body whose alpha stays below this is residue, not part of it."""
 
 OVERLAP_FIT_LEVELS = 6.0
 """Largest residual (levels) of a translucent shape over another field explaining their overlap's colour."""
@@ -509,12 +512,12 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
             break
         _, opacity, unblended, in_mode = best
         color = np.median(unblended[in_mode], axis=0)
-        if opacity < 1.0:
-            # The opacities tried are coarse: the exact one makes the whole shape one colour, not bands of it.
-            exact, own = _translucent_fit(_sample(pixels, in_mode), _sample(under, in_mode))
-            if own is not None:
-                opacity, color = exact, own
-                unblended = (pixels - (1.0 - opacity) * under) / opacity
+        # The opacities tried are coarse, and over a gentle gradient a translucent shape still bins as
+        # opaque: the exact opacity makes the whole shape one colour, not bands of it.
+        exact, own = _translucent_fit(_sample(pixels, in_mode), _sample(under, in_mode))
+        if own is not None:
+            opacity, color = exact, own
+            unblended = (pixels - (1.0 - opacity) * under) / opacity
         distance = opacity * np.abs(unblended - color).max(axis=-1)
         # A translucent fill shows the plate's own grain through it, which the fitted plate lacks.
         tolerance = max(FIELD_TOLERANCE, GRAIN_SHOWN * (1.0 - opacity) * noise)
@@ -685,6 +688,7 @@ def _element(
     else:
         kind, color = LayerKind.IMAGE, None
     alpha = np.where(support, coverage, 0.0) * opacity
+    support = _without_faint_specks(support, alpha, core)
     if kind == LayerKind.SHAPE:
         support = support | hidden
         alpha = np.where(hidden & ~region, opacity, alpha)
@@ -696,6 +700,24 @@ def _element(
         color=None if color is None else as_rgb(color),
         fill=None if color is None else as_rgb(color),
     )
+
+
+def _without_faint_specks(support: np.ndarray, alpha: np.ndarray, core: np.ndarray) -> np.ndarray:
+    """`support` less its pieces apart from the core whose alpha stays faint (below FAINT_ALPHA).
+
+    They are residue (of an inpainting, of a plate's fit) that the background keeps exactly; left in,
+    a speck far from its layer would make the layer seem to overlap whatever lies by the speck.
+    """
+    count, labels = cv2.connectedComponents(support.astype(np.uint8), connectivity=8)
+    if count <= 2:
+        return support
+    peak = np.zeros(count)
+    np.maximum.at(peak, labels[support], alpha[support])
+    kept = np.zeros(count, bool)
+    kept[np.unique(labels[core & support])] = True
+    kept |= peak >= FAINT_ALPHA
+    kept[0] = False
+    return kept[labels]
 
 
 def _translucent_fit(
