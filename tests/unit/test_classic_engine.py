@@ -593,6 +593,38 @@ def test_a_calm_patch_inside_a_photo_stays_with_the_photo(engine: ClassicEngine)
     assert np.mean(full_alpha(photo, width, height)[100:190, 160:280] == 255) > 0.7
 
 
+def test_a_photos_blown_out_highlight_stays_with_the_photo(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    canvas = grain_plate(11, width, height, (60, 90, 150))
+    photo = busy_photo_patch(11, 280, 200)
+    rows, cols = np.mgrid[0:200, 0:280]
+    glare = np.clip(1.0 - np.hypot(rows - 90, cols - 150) / 45.0, 0.0, None)
+    photo = photo + 400.0 * glare[..., None]  # the sun clips to white in the middle of its glare
+    canvas[50:250, 60:340] = photo
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    assert np.count_nonzero(image.min(axis=-1) == 255) > 1000
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    assert [layer.kind for layer in layers] == [LayerKind.BACKGROUND, LayerKind.IMAGE]
+
+
+def test_photo_pixels_ringed_apart_by_plate_coloured_ones_stay_with_the_photo(engine: ClassicEngine) -> None:
+    height, width = 300, 400
+    canvas = flat_canvas(width, height, (60, 90, 150))
+    canvas[50:250, 60:340] = busy_photo_patch(12, 280, 200)
+    # A dark outline in the photo (no letter: OCR would lift it) that happens to be the plate's colour.
+    turn = np.linspace(0, 2 * np.pi, 200, endpoint=False)
+    radius = 55 + 10 * np.sin(5 * turn)
+    outline = np.stack([200 + 1.4 * radius * np.cos(turn), 150 + radius * np.sin(turn)], axis=-1)
+    ring = np.zeros((height, width), np.uint8)
+    cv2.polylines(ring, [np.round(outline).astype(np.int32)], True, 1, 5)
+    canvas[ring > 0] = (60, 90, 150)
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    assert [layer.kind for layer in layers] == [LayerKind.BACKGROUND, LayerKind.IMAGE]
+
+
 def test_a_translucent_shape_over_grain_beside_a_busy_photo_is_its_own_layer(engine: ClassicEngine) -> None:
     height, width = 320, 440
     canvas = grain_plate(10, width, height, (200, 170, 90))

@@ -29,6 +29,8 @@ DETAIL_LEVEL = 3.0
 """Detail (levels) above which a pixel belongs to a photo ..."""
 DETAIL_GRAIN = 1.5
 """... or this multiple of the plate's own detail (its grain, which a translucent shape lets through), when larger."""
+CLIP_LEVELS = 4.0
+"""Levels from 0 or 255 within which a flat colour is where a photo saturates (blown out or crushed)."""
 ENCLOSED_SHARE = 0.6
 """Share of a calm patch's surroundings that, when busy, makes it a quiet part of the photo around it."""
 DETAIL_MIN_SHARE = 0.05
@@ -107,14 +109,19 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
     shown = deviation <= plate.weak
     grain = float(np.median(detail[shown])) if shown.any() else 0.0
     clusters = []
+    enclosed: set[int] = set()
     for label in sorted(range(1, count), key=lambda label: -stats[label, cv2.CC_STAT_AREA]):
         x, y, w, h, area = (int(value) for value in stats[label])
-        if area < min_area:
+        if area < min_area or label in enclosed:
             continue
         x0, y0 = max(0, x - EDGE_PX), max(0, y - EDGE_PX)
         box = BBox(x0, y0, min(width, x + w + EDGE_PX) - x0, min(height, y + h + EDGE_PX) - y0)
         rows, cols = box.slices()
         region = labels[rows, cols] == label
+        # Islands in the region's holes (a photo's pixels apart from it where they match the plate) are its own.
+        islands = _filled(region) & ~region & (labels[rows, cols] > 0)
+        enclosed.update(int(island) for island in np.unique(labels[rows, cols][islands]))
+        region |= islands
         support = _grow(region) & (region | (deviation[rows, cols] > plate.weak))
         pixels, under = image[rows, cols].astype(np.float64), plate.colors[rows, cols]
         parts = _by_occlusion(_parts(pixels, under, detail[rows, cols], region, min_area, plate.noise, grain))
@@ -315,6 +322,10 @@ def _parts(
     if _translucent_fit(_sample(pixels, region), _sample(under, region))[0] < 1.0:
         return [whole]
     fields = _fields(pixels, under, region, min_area, noise)
+    if fields:
+        # A photo's blown-out highlight (or crushed shadow) is flat too: clipped, and ringed by the photo.
+        ringed = _near(_blocks(_busy(detail, region, grain)))
+        fields = [kept for kept in fields if not (_clipped(kept) and _enclosure(kept.mask, ringed) > ENCLOSED_SHARE)]
     flat = _union([field.mask for field in fields], region)
     if not fields:
         return _by_detail(pixels, under, detail, region, min_area, grain) or [whole]
@@ -399,13 +410,11 @@ def _by_detail(
     own grain showing through it, where a photo has detail at every pixel. `detail` is the region's
     per-pixel detail (`_detail`), `grain` the plate's. Empty when the region is all one or the other.
     """
-    busy = region & (detail > max(DETAIL_LEVEL, DETAIL_GRAIN * grain))
-    busy = cv2.morphologyEx(busy.astype(np.uint8), cv2.MORPH_OPEN, _SQUARE, iterations=2).astype(bool)
+    busy = _busy(detail, region, grain)
     smooth = cv2.morphologyEx((region & ~_grow(busy)).astype(np.uint8), cv2.MORPH_OPEN, _SQUARE, iterations=2)
     least = max(min_area, DETAIL_MIN_SHARE * np.count_nonzero(region))
-    # A photo is a solid block: a thin detailed band is the soft rim of a smooth shape over grain.
-    thick = cv2.morphologyEx(busy.astype(np.uint8), cv2.MORPH_OPEN, _disc(RIM_REACH)).astype(bool)
-    photos = [piece for piece in _pieces(thick, least)]
+    thick = _blocks(busy)
+    photos = _with_islands(_pieces(thick, least))
     if not photos:
         # Only busy bands (edges, rims): no photo to part the smooth pieces from.
         return []
@@ -428,6 +437,30 @@ def _by_detail(
         near = _near(piece)
         max(parts, key=lambda part: np.count_nonzero(near & part.mask)).mask |= piece
     return parts
+
+
+def _with_islands(pieces: list[np.ndarray]) -> list[np.ndarray]:
+    """Pieces with the pieces inside their holes joined to them: one photo that a plate-coloured rim parts."""
+    pieces = sorted(pieces, key=np.count_nonzero, reverse=True)
+    joined: list[np.ndarray] = []
+    for piece in pieces:
+        host = next((outer for outer in joined if not (piece & ~_filled(outer)).any()), None)
+        if host is None:
+            joined.append(piece.copy())
+        else:
+            host |= piece
+    return joined
+
+
+def _busy(detail: np.ndarray, region: np.ndarray, grain: float) -> np.ndarray:
+    """The region's pixels with more detail than a smooth fill over the plate's grain shows."""
+    busy = region & (detail > max(DETAIL_LEVEL, DETAIL_GRAIN * grain))
+    return cv2.morphologyEx(busy.astype(np.uint8), cv2.MORPH_OPEN, _SQUARE, iterations=2).astype(bool)
+
+
+def _blocks(busy: np.ndarray) -> np.ndarray:
+    """The solid blocks of busy pixels: a photo is one, a thin busy band is a smooth shape's soft rim."""
+    return cv2.morphologyEx(busy.astype(np.uint8), cv2.MORPH_OPEN, _disc(RIM_REACH)).astype(bool)
 
 
 def _enclosure(piece: np.ndarray, photo: np.ndarray) -> float:
@@ -742,6 +775,11 @@ def _translucent_fit(
     if rms > TRANSLUCENT_FIT_RMS or not 0.05 < opacity < 0.95:
         return 1.0, None
     return opacity, np.clip(solution[:3] / opacity, 0, 255)
+
+
+def _clipped(field: Field) -> bool:
+    """Whether an opaque field is white or black at the ends of the 8-bit range, where a photo saturates."""
+    return field.opacity == 1.0 and (field.color.min() >= 255.0 - CLIP_LEVELS or field.color.max() <= CLIP_LEVELS)
 
 
 def _is_flat(pixels: np.ndarray) -> bool:
