@@ -655,3 +655,30 @@ def test_a_striped_plate_is_the_poster_wherever_it_shows() -> None:
     shown[110:290, 70:230] = False
     # The flood crosses the stripes, and where the plate shows, it is the poster itself.
     assert np.mean(np.abs(plate.colors[shown] - image[shown]).max(axis=-1) <= 1) > 0.9
+
+
+def test_stripes_at_any_angle_continue_under_shapes_and_show_through_translucent_ones(engine: ClassicEngine) -> None:
+    height, width = 420, 360
+    ys, xs = np.mgrid[0:height, 0:width] + 0.5
+    # Two-tone stripes with soft edges at 30 degrees, 17 px apart: no sine, no diagonal.
+    along = (xs * np.cos(np.pi / 6) + ys * np.sin(np.pi / 6)) / 17.0
+    stripes = np.clip(4.0 * np.abs(np.mod(along, 1.0) - 0.5) - 0.5, 0.0, 1.0)
+    truth = np.array((70.0, 150.0, 120.0)) + stripes[..., None] * np.array((30.0, 10.0, -25.0))
+    canvas = truth.copy()
+    canvas[60:180, 60:300] = (230, 200, 40)
+    translucent = np.zeros((height, width), bool)
+    translucent[240:370, 90:270] = True
+    canvas[translucent] = 0.5 * np.array((250.0, 60.0, 90.0)) + 0.5 * canvas[translucent]
+    image = np.round(canvas).astype(np.uint8)
+
+    plate = estimate_plate(image)
+    assert plate.model == "stripes"
+    # The stripes go on under the opaque shape.
+    assert np.percentile(np.abs(plate.colors[60:180, 60:300] - truth[60:180, 60:300]).max(axis=-1), 95) <= 3
+
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    shapes = foreground(layers, LayerKind.SHAPE)
+    assert len(shapes) == 2
+    alpha = full_alpha(shapes[-1], width, height)
+    assert abs(float(np.median(alpha[translucent])) - 128) <= 10

@@ -2,8 +2,9 @@
 
 The uncovered plate is found by flood-filling from the poster's edges through small colour
 steps. Designs mostly sit on a flat colour or a linear/radial gradient, so those models are
-fitted robustly to it on a small copy of the poster; when none explains it (texture, photo
-backdrops), the plate is that region as it is, with the rest inpainted (Telea).
+fitted robustly to it on a small copy of the poster; then a repeating stripe pattern
+(`stripes`); when none explains it (texture, photo backdrops), the plate is that region as it
+is, with the rest inpainted (Telea).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from services.decompose.engines.classic.stripes import fit_stripes
 
 FIT_SIDE = 128
 """Long side of the copy that models are fitted on; gradients need few pixels."""
@@ -56,7 +59,7 @@ class Plate:
     """The estimated background everywhere, and how far the poster strays from it by itself."""
 
     model: str
-    """flat | linear | radial | texture"""
+    """flat | linear | radial | stripes | texture"""
     colors: np.ndarray
     """(H, W, 3) float32 plate colours."""
     noise: float
@@ -111,10 +114,13 @@ def estimate_plate(image: np.ndarray) -> Plate:
         full_u, full_v = _centres(width, height, 1.0 / unit, 1.0 / unit)
         plate = predict(full_u, full_v).reshape(height, width, 3).astype(np.float32)
         return Plate(model=name, colors=plate, noise=_noise(image, plate, full_region))
+    shown = cv2.erode(full_region.astype(np.uint8), np.ones((2 * SHOWN_MARGIN + 1,) * 2, np.uint8)).astype(bool)
+    striped = fit_stripes(image, shown)
+    if striped is not None:
+        return Plate(model="stripes", colors=striped, noise=_noise(image, striped, full_region))
     smooth = _texture_plate(image, region)
     # The smooth plate's misfit is what the plate does where nothing shows it; where the poster shows
-    # it, away from the flood's coarse rim, the plate is the poster itself, stripes and grain included.
-    shown = cv2.erode(full_region.astype(np.uint8), np.ones((2 * SHOWN_MARGIN + 1,) * 2, np.uint8)).astype(bool)
+    # it, away from the flood's coarse rim, the plate is the poster itself, grain included.
     plate = np.where(shown[..., None], image.astype(np.float32), smooth)
     return Plate(model="texture", colors=plate, noise=_noise(image, smooth, full_region))
 
