@@ -682,3 +682,21 @@ def test_stripes_at_any_angle_continue_under_shapes_and_show_through_translucent
     assert len(shapes) == 2
     alpha = full_alpha(shapes[-1], width, height)
     assert abs(float(np.median(alpha[translucent])) - 128) <= 10
+
+
+def test_a_translucent_shape_over_a_grainy_plate_is_a_see_through_shape_not_a_photo(engine: ClassicEngine) -> None:
+    # The grain shows through the shape, which no plate fitted to it has: the fit must allow for it.
+    height, width = 360, 420
+    ramp = np.tile(np.linspace(0.0, 1.0, width), (height, 1))
+    canvas = np.array((230.0, 140.0, 40.0)) + ramp[..., None] * np.array((-40.0, -20.0, 60.0))
+    canvas += grain_plate(13, width, height, (0, 0, 0)) * 1.5
+    inside = np.zeros((height, width), bool)
+    inside[130:230, 140:280] = True
+    canvas[inside] = 0.35 * np.array((30.0, 250.0, 60.0)) + 0.65 * canvas[inside]
+    image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    assert not foreground(layers, LayerKind.IMAGE)
+    (shape,) = foreground(layers, LayerKind.SHAPE)
+    # The smooth plate under a grainy one is only roughly known, and so is the opacity fitted to it.
+    assert 0.2 * 255 <= float(np.median(full_alpha(shape, width, height)[inside])) <= 0.7 * 255

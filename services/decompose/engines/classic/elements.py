@@ -71,6 +71,9 @@ SEAM_SHARE = 0.02
 """Non-flat leftovers of a split region smaller than this share of it join its largest flat part."""
 TRANSLUCENT_FIT_RMS = 3.0
 """Largest residual (levels) of a constant colour at constant opacity over the plate."""
+GRAIN_RMS = 1.5
+"""... or this multiple of the plate's noise, times the see-through share, over a grainy plate
+(the noise is a high percentile of the grain; a feathered rim adds to the residual)."""
 FIT_SAMPLES = 20_000
 """Pixels sampled for the opacity fit."""
 UNDERLAY_SPREAD = 2.0
@@ -136,7 +139,8 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
                 box.x + int(xs.min()), box.y + int(ys.min()), int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1
             )
             cut = Part(part.mask[tight], part.core[tight], part.shade[tight], part.opacity, part.color)
-            cluster.append(_element(pixels[tight], under[tight], cut, reach[tight], hidden[tight], part_box))
+            cut_box = (cut, reach[tight], hidden[tight], part_box)
+            cluster.append(_element(pixels[tight], under[tight], *cut_box, plate.noise))
             # Holes in what lies above (a photo's pixels that match the plate) still cover what is beneath.
             above |= _filled(reach)
         clusters.extend(reversed(cluster))
@@ -319,7 +323,7 @@ def _parts(
     darkens the plate evenly is the shadow of what it touches; other large ones are photos.
     """
     whole = Part(region, cv2.erode(region.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region))
-    if _translucent_fit(_sample(pixels, region), _sample(under, region))[0] < 1.0:
+    if _translucent_fit(_sample(pixels, region), _sample(under, region), noise=noise)[0] < 1.0:
         return [whole]
     fields = _fields(pixels, under, region, min_area, noise)
     if fields:
@@ -547,7 +551,7 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
         color = np.median(unblended[in_mode], axis=0)
         # The opacities tried are coarse, and over a gentle gradient a translucent shape still bins as
         # opaque: the exact opacity makes the whole shape one colour, not bands of it.
-        exact, own = _translucent_fit(_sample(pixels, in_mode), _sample(under, in_mode))
+        exact, own = _translucent_fit(_sample(pixels, in_mode), _sample(under, in_mode), noise=noise)
         if own is not None:
             opacity, color = exact, own
             unblended = (pixels - (1.0 - opacity) * under) / opacity
@@ -692,7 +696,13 @@ def _sample(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def _element(
-    pixels: np.ndarray, under: np.ndarray, part: Part, support: np.ndarray, hidden: np.ndarray, box: BBox
+    pixels: np.ndarray,
+    under: np.ndarray,
+    part: Part,
+    support: np.ndarray,
+    hidden: np.ndarray,
+    box: BBox,
+    noise: float,
 ) -> Candidate:
     """Classifies a part and gives each supported pixel the alpha of its nearest interior colour.
 
@@ -710,7 +720,7 @@ def _element(
     coverage = np.where(part.shade, 0.0, projected_alpha(pixels, under, inner_color))
     region = part.mask
 
-    opacity, color = _translucent_fit(_sample(pixels, core), _sample(under, core))
+    opacity, color = _translucent_fit(_sample(pixels, core), _sample(under, core), noise=noise)
     if part.opacity is not None:
         opacity, color = part.opacity, part.color
         kind = LayerKind.SHAPE
@@ -754,12 +764,13 @@ def _without_faint_specks(support: np.ndarray, alpha: np.ndarray, core: np.ndarr
 
 
 def _translucent_fit(
-    pixels: np.ndarray, under: np.ndarray, spread: float = UNDERLAY_SPREAD
+    pixels: np.ndarray, under: np.ndarray, spread: float = UNDERLAY_SPREAD, noise: float = 0.0
 ) -> tuple[float, np.ndarray | None]:
     """Opacity and colour of one flat colour laid over a varying plate (I = a*S + (1-a)*P), if that fits.
 
     Returns (1.0, None) when it does not fit or cannot be told from an opaque region (the plate beneath
-    varies by less than `spread` levels).
+    varies by less than `spread` levels). The plate's `noise` (grain the fitted plate lacks) shows
+    through the shape at 1 - a of its strength, which the fit may leave unexplained.
     """
     if under.std(axis=0).max() < spread:
         return 1.0, None
@@ -772,7 +783,7 @@ def _translucent_fit(
     solution, *_ = np.linalg.lstsq(system, pixels.ravel(), rcond=None)
     opacity = 1.0 - float(solution[3])
     rms = float(np.sqrt(np.mean((system @ solution - pixels.ravel()) ** 2)))
-    if rms > TRANSLUCENT_FIT_RMS or not 0.05 < opacity < 0.95:
+    if rms > max(TRANSLUCENT_FIT_RMS, GRAIN_RMS * (1.0 - opacity) * noise) or not 0.05 < opacity < 0.95:
         return 1.0, None
     return opacity, np.clip(solution[:3] / opacity, 0, 255)
 
