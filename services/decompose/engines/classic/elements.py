@@ -529,12 +529,14 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
     fields = []
     remaining = region.copy()
     for _ in range(MAX_FIELD_TRIES):
-        if np.count_nonzero(remaining) < min_area:
+        rows, cols = np.nonzero(remaining)
+        if rows.size < min_area:
             break
+        # Only the remaining pixels (and a field's rim) are un-blended: the box around them may be far larger.
+        seen, below = pixels[rows, cols], under[rows, cols]
         best = None
         for opacity in OPACITIES:
-            unblended = (pixels - (1.0 - opacity) * under) / opacity
-            values = unblended[remaining]
+            values = (seen - (1.0 - opacity) * below) / opacity
             valid = np.all((values >= 0) & (values <= 255), axis=-1)
             if not valid.any():
                 continue
@@ -542,34 +544,41 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
             counts = np.bincount(codes)
             mode = int(counts.argmax())
             if best is None or counts[mode] > best[0] * OPACITY_MARGIN:
-                in_mode = np.zeros_like(remaining)
-                in_mode[np.nonzero(remaining)[0][valid], np.nonzero(remaining)[1][valid]] = codes == mode
-                best = (int(counts[mode]), opacity, unblended, in_mode)
+                in_mode = np.zeros(rows.size, bool)
+                in_mode[valid] = codes == mode
+                best = (int(counts[mode]), opacity, values, in_mode)
         if best is None:
             break
-        _, opacity, unblended, in_mode = best
-        color = np.median(unblended[in_mode], axis=0)
+        _, opacity, values, in_mode = best
+        color = np.median(values[in_mode], axis=0)
         # The opacities tried are coarse, and over a gentle gradient a translucent shape still bins as
         # opaque: the exact opacity makes the whole shape one colour, not bands of it.
-        exact, own = _translucent_fit(_sample(pixels, in_mode), _sample(under, in_mode), noise=noise)
+        step = max(1, np.count_nonzero(in_mode) // FIT_SAMPLES)
+        exact, own = _translucent_fit(seen[in_mode][::step], below[in_mode][::step], noise=noise)
         if own is not None:
             opacity, color = exact, own
-            unblended = (pixels - (1.0 - opacity) * under) / opacity
-        distance = opacity * np.abs(unblended - color).max(axis=-1)
         # A translucent fill shows the plate's own grain through it, which the fitted plate lacks.
         tolerance = max(FIELD_TOLERANCE, GRAIN_SHOWN * (1.0 - opacity) * noise)
-        match = (remaining & (distance <= tolerance)).astype(np.uint8)
+        match = np.zeros(remaining.shape, np.uint8)
+        match[rows, cols] = _field_distance(seen, below, opacity, color) <= tolerance
         field = cv2.morphologyEx(match, cv2.MORPH_OPEN, _SQUARE).astype(bool)
         outside = cv2.dilate(field.astype(np.uint8), _SQUARE, iterations=2).astype(bool) & ~_grow_once(field)
-        crisp = outside.any() and np.median(distance[outside]) >= FIELD_EDGE_CONTRAST
+        crisp = outside.any() and np.median(_field_distance(pixels[outside], under[outside], opacity, color)) >= (
+            FIELD_EDGE_CONTRAST
+        )
         size = np.count_nonzero(field)
         solid = size >= SOLID_FIELD_AREAS * min_area and size >= SOLID_SHARE * np.count_nonzero(_hull(field))
         if size >= min_area and (crisp or solid):
             fields.append(Field(field, color, opacity))
             remaining &= ~field
         else:
-            remaining &= ~in_mode
+            remaining[rows[in_mode], cols[in_mode]] = False
     return fields
+
+
+def _field_distance(pixels: np.ndarray, under: np.ndarray, opacity: float, color: np.ndarray) -> np.ndarray:
+    """Levels (largest channel) by which each pixel strays from `color` laid over the plate at `opacity`."""
+    return opacity * np.abs((pixels - (1.0 - opacity) * under) / opacity - color).max(axis=-1)
 
 
 def _joined_bands(pixels: np.ndarray, under: np.ndarray, fields: list[Field]) -> list[Field]:

@@ -132,12 +132,14 @@ def _refined(
     offsets = np.arange(-GRID_HALF, GRID_HALF + 1)
     while spacing > finest:
         spacing /= GRID_HALF
-        fx, fy = (grid.ravel() for grid in np.meshgrid(best[0] + spacing * offsets, best[1] + spacing * offsets))
-        phases = np.exp(-2j * np.pi * (fx[:, None] * xs[None, :] + fy[:, None] * ys[None, :]))
+        fx, fy = best[0] + spacing * offsets, best[1] + spacing * offsets
+        # The wave e^(-2 pi i (fx x + fy y)) splits into an x and a y factor: one product per grid point.
+        along_x = np.exp(-2j * np.pi * fx[:, None] * xs[None, :])
+        along_y = np.exp(-2j * np.pi * fy[:, None] * ys[None, :])
         # Summed over the channels: the stripes may change the colour while keeping its lightness.
-        power = (np.abs(phases @ signal) ** 2).sum(axis=-1)
-        pick = int(np.argmax(power))
-        best = (float(fx[pick]), float(fy[pick]))
+        power = sum(np.abs((along_x * signal[:, channel]) @ along_y.T) ** 2 for channel in range(signal.shape[1]))
+        row, col = np.unravel_index(int(np.argmax(power)), power.shape)
+        best = (float(fx[row]), float(fy[col]))
     return best, spacing
 
 
