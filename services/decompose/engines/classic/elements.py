@@ -49,6 +49,8 @@ FIGURE_SLACK = 0.01
 """Share of a figure that may disagree with what the poster shows (edge pixels) when completing a shape."""
 OPACITIES = (1.0, 0.85, 0.7, 0.55, 0.4)
 """Opacities tried when looking for a colour field laid over the plate."""
+MODE_SAMPLES = 100_000
+"""Pixels of a region, evenly spread, on which its commonest colour and opacity are looked for."""
 OPACITY_MARGIN = 1.3
 """A lower opacity must gather this many times the pixels of the one before to be preferred."""
 SOLID_FIELD_AREAS = 40
@@ -534,22 +536,23 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
             break
         # Only the remaining pixels (and a field's rim) are un-blended: the box around them may be far larger.
         seen, below = pixels[rows, cols], under[rows, cols]
+        # The commonest colour of a large region shows as well on an even sample of it.
+        stride = max(1, rows.size // MODE_SAMPLES)
         best = None
         for opacity in OPACITIES:
-            values = (seen - (1.0 - opacity) * below) / opacity
-            valid = np.all((values >= 0) & (values <= 255), axis=-1)
+            codes, valid = _colour_codes(seen[::stride], below[::stride], opacity)
             if not valid.any():
                 continue
-            codes = (values[valid].astype(np.int64) // 8) @ np.array([1024, 32, 1])
-            counts = np.bincount(codes)
+            counts = np.bincount(codes[valid])
             mode = int(counts.argmax())
             if best is None or counts[mode] > best[0] * OPACITY_MARGIN:
-                in_mode = np.zeros(rows.size, bool)
-                in_mode[valid] = codes == mode
-                best = (int(counts[mode]), opacity, values, in_mode)
+                best = (int(counts[mode]), opacity, mode)
         if best is None:
             break
-        _, opacity, values, in_mode = best
+        _, opacity, mode = best
+        codes, valid = _colour_codes(seen, below, opacity)
+        in_mode = valid & (codes == mode)
+        values = (seen - (1.0 - opacity) * below) / opacity
         color = np.median(values[in_mode], axis=0)
         # The opacities tried are coarse, and over a gentle gradient a translucent shape still bins as
         # opaque: the exact opacity makes the whole shape one colour, not bands of it.
@@ -574,6 +577,15 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
         else:
             remaining[rows[in_mode], cols[in_mode]] = False
     return fields
+
+
+def _colour_codes(pixels: np.ndarray, under: np.ndarray, opacity: float) -> tuple[np.ndarray, np.ndarray]:
+    """Each pixel's un-blended colour at `opacity` as a bin code (8 levels a channel), and whether it is valid
+    (inside 0..255, as a colour laid over the plate must be)."""
+    values = (pixels - (1.0 - opacity) * under) / opacity
+    valid = np.all((values >= 0) & (values <= 255), axis=-1)
+    codes = (np.clip(values, 0, 255).astype(np.int64) // 8) @ np.array([1024, 32, 1])
+    return codes, valid
 
 
 def _field_distance(pixels: np.ndarray, under: np.ndarray, opacity: float, color: np.ndarray) -> np.ndarray:

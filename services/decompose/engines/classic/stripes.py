@@ -2,9 +2,9 @@
 
 Stripes show through translucent shapes and continue under opaque ones, so unlike a textured
 plate (the poster where it shows, smoothed elsewhere) the model gives the plate under every
-drawn thing exactly. The dominant frequency comes from the FFT of the shown pixels; a pattern
-search refines it on samples spread over the whole poster, where a small frequency error would
-add up to a visible phase drift; the profile is the median colour per phase bin.
+drawn thing exactly. Candidate frequencies come from the FFT of a crop's shown pixels; direct
+Fourier sums over samples spread across the whole poster sharpen them, since a small frequency
+error adds up to a visible phase drift there; the profile is the median colour per phase bin.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 FFT_SIDE = 512
-"""Side (px) of the full-size centre crop whose spectrum gives the stripes' rough frequency."""
+"""Side (px) of the full-size crop whose spectrum gives the stripes' rough frequencies."""
 MIN_PERIOD = 4.0
 """Shortest period (px) looked for: finer than this is grain, not stripes."""
 MIN_CYCLES = 3.0
