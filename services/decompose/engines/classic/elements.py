@@ -141,8 +141,9 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
                 box.x + int(xs.min()), box.y + int(ys.min()), int(xs.max() - xs.min()) + 1, int(ys.max() - ys.min()) + 1
             )
             cut = Part(part.mask[tight], part.core[tight], part.shade[tight], part.opacity, part.color)
-            cut_box = (cut, reach[tight], hidden[tight], part_box)
-            cluster.append(_element(pixels[tight], under[tight], *cut_box, plate.noise))
+            cluster.append(
+                _element(pixels[tight], under[tight], cut, reach[tight], hidden[tight], part_box, plate.noise)
+            )
             # Holes in what lies above (a photo's pixels that match the plate) still cover what is beneath.
             above |= _filled(reach)
         clusters.extend(reversed(cluster))
@@ -331,7 +332,7 @@ def _parts(
     if fields:
         # A photo's blown-out highlight (or crushed shadow) is flat too: clipped, and ringed by the photo.
         ringed = _near(_blocks(_busy(detail, region, grain)))
-        fields = [kept for kept in fields if not (_clipped(kept) and _enclosure(kept.mask, ringed) > ENCLOSED_SHARE)]
+        fields = [kept for kept in fields if not (_clipped(kept) and _enclosure(kept.mask, ringed) >= ENCLOSED_SHARE)]
     flat = _union([field.mask for field in fields], region)
     if not fields:
         return _by_detail(pixels, under, detail, region, min_area, grain) or [whole]
