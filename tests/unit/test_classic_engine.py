@@ -58,6 +58,13 @@ def assert_exact(layers: list[Layer], image: np.ndarray) -> None:
     assert psnr(image, composite(layers, width, height)) >= 45.0
 
 
+def run_exact(engine: ClassicEngine, image: np.ndarray) -> list[Layer]:
+    """The engine's layers for `image`, after checking that they recompose it exactly."""
+    layers = run(engine, image)
+    assert_exact(layers, image)
+    return layers
+
+
 def test_identity(engine: ClassicEngine) -> None:
     assert engine.name == "classic" and engine.version == "0.1.0"
 
@@ -258,8 +265,7 @@ def test_shape_under_a_photo_is_whole_and_below_it(engine: ClassicEngine) -> Non
     canvas[50:200, 50:250] = (200, 30, 40)
     canvas[120:260, 180:350] = photo_patch(1, 170, 140)
     image = np.round(canvas).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     (shape,) = foreground(layers, LayerKind.SHAPE)
     (photo,) = foreground(layers, LayerKind.IMAGE)
     assert shape.index < photo.index
@@ -280,8 +286,7 @@ def test_drop_shadow_stays_with_its_element(engine: ClassicEngine) -> None:
     canvas = flat_canvas(width, height, (230, 220, 120)) * (1 - shadow[..., None])
     canvas = np.array((30, 60, 200)) * shape[..., None] + canvas * (1 - shape[..., None])
     image = np.round(canvas).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     assert len(layers) == 2 and layers[1].kind == LayerKind.SHAPE
     alpha = full_alpha(layers[1], width, height)
     visible_shadow = (shadow * (1 - shape)) > 0.2
@@ -297,8 +302,7 @@ def test_a_photos_drop_shadow_stays_with_the_photo(engine: ClassicEngine) -> Non
     canvas = flat_canvas(width, height, (120, 200, 220)) * (1 - shadow[..., None])
     canvas[60:220, 80:300] = photo_patch(2, 220, 160)
     image = np.round(canvas).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     assert [layer.kind for layer in layers] == [LayerKind.BACKGROUND, LayerKind.IMAGE]
     alpha = full_alpha(layers[1], width, height)
     assert np.mean(alpha[(shadow * (1 - photo)) > 0.2] > 0) > 0.95
@@ -310,8 +314,7 @@ def test_translucent_shape_over_a_gradient_keeps_its_opacity_and_colour(engine: 
     canvas = np.dstack([np.tile(ramp, (height, 1)), np.full((height, width), 120.0), np.tile(ramp[::-1], (height, 1))])
     canvas[80:220, 100:300] = 0.5 * np.array((20, 200, 60)) + 0.5 * canvas[80:220, 100:300]
     image = np.round(canvas).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     (shape,) = foreground(layers, LayerKind.SHAPE)
     inside = shape.rgba[90 - shape.bbox.y : 210 - shape.bbox.y, 110 - shape.bbox.x : 290 - shape.bbox.x]
     assert abs(float(np.median(inside[..., 3])) - 128) <= 8
@@ -328,8 +331,7 @@ def test_a_translucent_shape_over_a_gentle_gradient_is_whole_and_keeps_its_opaci
     inside = ((rows - 150) / 100.0) ** 2 + ((cols - 220) / 140.0) ** 2 <= 1.0
     canvas[inside] = 0.7 * np.array((200, 190, 90)) + 0.3 * canvas[inside]
     image = np.round(canvas).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     (shape,) = foreground(layers, LayerKind.SHAPE)
     alpha = full_alpha(shape, width, height)
     assert abs(float(np.median(alpha[inside])) - 0.7 * 255) <= 8
@@ -338,8 +340,7 @@ def test_a_translucent_shape_over_a_gentle_gradient_is_whole_and_keeps_its_opaci
 
 def test_photo_without_text_gives_sensible_layers(engine: ClassicEngine) -> None:
     image = np.round(photo_patch(3, 320, 240)).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     assert layers[0].kind == LayerKind.BACKGROUND and not foreground(layers, LayerKind.TEXT)
     assert len(layers) <= 4
 
@@ -417,8 +418,7 @@ def test_translucent_shape_over_another_keeps_its_opacity_over_a_flat_plate(engi
     # Over the flat plate alone the opacity is unobservable; where the shape lies over the red one it shows.
     canvas[120:260, 150:360] = 0.45 * np.array((30, 60, 220)) + 0.55 * canvas[120:260, 150:360]
     image = np.round(canvas).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     red, blue = foreground(layers, LayerKind.SHAPE)
     assert red.index < blue.index
     blue_alpha = full_alpha(blue, width, height)
@@ -442,8 +442,7 @@ def test_translucent_shape_over_grain_is_found_where_its_colour_meets_the_plate(
     color = np.array((75.0, 140.0, 150.0))
     canvas = plate + 0.6 * disc[..., None] * (color - plate)
     image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     shapes = [layer for layer in layers[1:] if layer.kind in (LayerKind.SHAPE, LayerKind.IMAGE)]
     best = max(shapes, key=lambda layer: np.count_nonzero(full_alpha(layer, width, height)))
     alpha = full_alpha(best, width, height) > 0
@@ -472,8 +471,7 @@ def test_a_crisp_drop_shadow_over_a_flat_plate_stays_with_its_shape(engine: Clas
     canvas[68:228, 88:288] *= 0.55
     canvas[60:220, 80:280] = (240, 200, 220)
     image = np.round(canvas).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     assert [layer.kind for layer in layers] == [LayerKind.BACKGROUND, LayerKind.SHAPE]
 
 
@@ -491,8 +489,7 @@ def test_a_convex_shape_cut_straight_by_a_photo_lies_beneath_it(engine: ClassicE
 
 def shape_beneath_a_photo(engine: ClassicEngine, image: np.ndarray) -> Layer:
     """The one shape layer of an image of a shape and a photo, checked to lie beneath the photo."""
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     (shape,) = foreground(layers, LayerKind.SHAPE)
     (photo,) = foreground(layers, LayerKind.IMAGE)
     assert shape.index < photo.index
@@ -586,8 +583,7 @@ def test_a_calm_patch_inside_a_photo_stays_with_the_photo(engine: ClassicEngine)
     canvas = grain_plate(9, width, height, (60, 90, 150))
     canvas[50:250, 60:340] = busy_photo_patch(9, 280, 200, calm=(100, 50, 120, 90))
     image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     (photo,) = foreground(layers, LayerKind.IMAGE)
     # The sky's middle is no shape of its own (the ends of its ramp may still pass for flat bands).
     assert np.mean(full_alpha(photo, width, height)[100:190, 160:280] == 255) > 0.7
@@ -603,8 +599,7 @@ def test_a_photos_blown_out_highlight_stays_with_the_photo(engine: ClassicEngine
     canvas[50:250, 60:340] = photo
     image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
     assert np.count_nonzero(image.min(axis=-1) == 255) > 1000
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     assert [layer.kind for layer in layers] == [LayerKind.BACKGROUND, LayerKind.IMAGE]
 
 
@@ -620,8 +615,7 @@ def test_photo_pixels_ringed_apart_by_plate_coloured_ones_stay_with_the_photo(en
     cv2.polylines(ring, [np.round(outline).astype(np.int32)], True, 1, 5)
     canvas[ring > 0] = (60, 90, 150)
     image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     assert [layer.kind for layer in layers] == [LayerKind.BACKGROUND, LayerKind.IMAGE]
 
 
@@ -633,8 +627,7 @@ def test_a_translucent_shape_over_grain_beside_a_busy_photo_is_its_own_layer(eng
     canvas = canvas + 0.5 * disc[..., None] * (np.array((40, 60, 160)) - canvas)
     canvas[60:260, 200:420] = busy_photo_patch(10, 220, 200)
     image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     # One shape holds the disc where it shows, and only the disc: the photo is not part of it.
     (shape,) = foreground(layers, LayerKind.SHAPE)[:1]
     alpha = full_alpha(shape, width, height) > 0
@@ -676,8 +669,7 @@ def test_stripes_at_any_angle_continue_under_shapes_and_show_through_translucent
     # The stripes go on under the opaque shape.
     assert np.percentile(np.abs(plate.colors[60:180, 60:300] - truth[60:180, 60:300]).max(axis=-1), 95) <= 3
 
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     shapes = foreground(layers, LayerKind.SHAPE)
     assert len(shapes) == 2
     alpha = full_alpha(shapes[-1], width, height)
@@ -694,8 +686,7 @@ def test_a_translucent_shape_over_a_grainy_plate_is_a_see_through_shape_not_a_ph
     inside[130:230, 140:280] = True
     canvas[inside] = 0.35 * np.array((30.0, 250.0, 60.0)) + 0.65 * canvas[inside]
     image = np.clip(np.round(canvas), 0, 255).astype(np.uint8)
-    layers = run(engine, image)
-    assert_exact(layers, image)
+    layers = run_exact(engine, image)
     assert not foreground(layers, LayerKind.IMAGE)
     (shape,) = foreground(layers, LayerKind.SHAPE)
     # The smooth plate under a grainy one is only roughly known, and so is the opacity fitted to it.

@@ -541,7 +541,7 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
         stride = max(1, rows.size // MODE_SAMPLES)
         best = None
         for opacity in OPACITIES:
-            codes, valid = _colour_codes(seen[::stride], below[::stride], opacity)
+            codes, valid = _colour_codes(_unblended(seen[::stride], below[::stride], opacity))
             if not valid.any():
                 continue
             counts = np.bincount(codes[valid])
@@ -551,9 +551,9 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
         if best is None:
             break
         _, opacity, mode = best
-        codes, valid = _colour_codes(seen, below, opacity)
+        values = _unblended(seen, below, opacity)
+        codes, valid = _colour_codes(values)
         in_mode = valid & (codes == mode)
-        values = (seen - (1.0 - opacity) * below) / opacity
         color = np.median(values[in_mode], axis=0)
         # The opacities tried are coarse, and over a gentle gradient a translucent shape still bins as
         # opaque: the exact opacity makes the whole shape one colour, not bands of it.
@@ -580,10 +580,14 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
     return fields
 
 
-def _colour_codes(pixels: np.ndarray, under: np.ndarray, opacity: float) -> tuple[np.ndarray, np.ndarray]:
-    """Each pixel's un-blended colour at `opacity` as a bin code (8 levels a channel), and whether it is valid
-    (inside 0..255, as a colour laid over the plate must be)."""
-    values = (pixels - (1.0 - opacity) * under) / opacity
+def _unblended(pixels: np.ndarray, under: np.ndarray, opacity: float) -> np.ndarray:
+    """The colour J that, laid over the plate at `opacity`, shows `pixels`: J = (I - (1 - a) P) / a."""
+    return (pixels - (1.0 - opacity) * under) / opacity
+
+
+def _colour_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each un-blended colour as a bin code (8 levels a channel), and whether it is valid (inside 0..255,
+    as a colour laid over the plate must be)."""
     valid = np.all((values >= 0) & (values <= 255), axis=-1)
     codes = (np.clip(values, 0, 255).astype(np.int64) // 8) @ np.array([1024, 32, 1])
     return codes, valid
@@ -591,7 +595,7 @@ def _colour_codes(pixels: np.ndarray, under: np.ndarray, opacity: float) -> tupl
 
 def _field_distance(pixels: np.ndarray, under: np.ndarray, opacity: float, color: np.ndarray) -> np.ndarray:
     """Levels (largest channel) by which each pixel strays from `color` laid over the plate at `opacity`."""
-    return opacity * np.abs((pixels - (1.0 - opacity) * under) / opacity - color).max(axis=-1)
+    return opacity * np.abs(_unblended(pixels, under, opacity) - color).max(axis=-1)
 
 
 def _joined_bands(pixels: np.ndarray, under: np.ndarray, fields: list[Field]) -> list[Field]:
