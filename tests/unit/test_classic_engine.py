@@ -20,7 +20,13 @@ from services.decompose.engines.classic import ClassicEngine
 from services.decompose.engines.classic.alpha import solve_over
 from services.decompose.engines.classic.background import estimate_plate
 from services.decompose.engines.classic.candidates import Candidate, reduce_to, stack_order
-from services.decompose.engines.classic.elements import _t_junctions, _without_faint_specks
+from services.decompose.engines.classic.elements import (
+    _detail,
+    _has_edges,
+    _parts,
+    _t_junctions,
+    _without_faint_specks,
+)
 from services.decompose.engines.classic.ocr import LineReader, TextLine, _join, _line_groups, _spaced
 from services.decompose.engines.classic.text import _respaced, extract_text
 
@@ -276,6 +282,83 @@ def test_shape_under_a_photo_is_whole_and_below_it(engine: ClassicEngine) -> Non
     hidden = shape.rgba[120 - shape.bbox.y : 198 - shape.bbox.y, 182 - shape.bbox.x : 248 - shape.bbox.x, :3]
     assert np.abs(hidden.astype(int) - (200, 30, 40)).max() <= 3
     assert shape.confidence > 0.9
+
+
+def test_a_band_showing_past_a_photo_is_the_end_of_a_shape_under_it(engine: ClassicEngine) -> None:
+    # Only a band of the rectangle shows above the wider photo: its sides run on under the photo.
+    canvas = flat_canvas(400, 300, (240, 240, 230))
+    canvas[40:200, 80:260] = (200, 30, 40)
+    canvas[70:260, 50:330] = photo_patch(4, 280, 190)
+    image = np.round(canvas).astype(np.uint8)
+    layers = run_exact(engine, image)
+    (shape,) = foreground(layers, LayerKind.SHAPE)
+    (photo,) = foreground(layers, LayerKind.IMAGE)
+    assert shape.index < photo.index
+    alpha = full_alpha(shape, 400, 300)
+    # As far as the photo reaches: nothing shows where the shape ends under it.
+    assert np.mean(alpha[42:255, 82:258] >= 250) > 0.98
+    assert not alpha[262:, :].any() and not alpha[:, 335:].any()
+
+
+def test_a_feathered_bar_cut_by_a_photo_is_one_shape_under_it(engine: ClassicEngine) -> None:
+    # A low-contrast bar whose edges fade out over several pixels (no crisp rim), cut in two by the
+    # photo (no solid figure): still one shape, whole under the photo.
+    height, width = 300, 400
+    bar = np.zeros((height, width))
+    bar[130:170, 30:370] = 1.0
+    bar = cv2.GaussianBlur(bar, (0, 0), 3)
+    canvas = flat_canvas(width, height, (88, 94, 127))
+    canvas = np.array((60, 94, 128)) * bar[..., None] + canvas * (1 - bar[..., None])
+    canvas[80:220, 120:280] = busy_photo_patch(6, 160, 140)
+    image = np.round(canvas).astype(np.uint8)
+    layers = run_exact(engine, image)
+    (shape,) = foreground(layers, LayerKind.SHAPE)
+    (photo,) = foreground(layers, LayerKind.IMAGE)
+    assert shape.index < photo.index
+    alpha = full_alpha(shape, width, height)
+    assert (alpha[150, 40:110] >= 250).all() and (alpha[150, 290:360] >= 250).all()
+    assert np.mean(alpha[140:160, 130:270] >= 250) > 0.98
+    assert not full_alpha(photo, width, height)[:, 290:].any()
+
+
+def test_a_field_has_edges_when_its_rim_is_another_colour_or_fades_to_the_plate_alone() -> None:
+    under = np.full((100, 3), 200.0)
+    color = np.array((170.0, 170.0, 190.0))
+    other = np.tile((0.0, 255.0, 0.0), (100, 1))
+    faded = under + 0.7 * (color - under)
+    darker = under + 1.3 * (color - under)
+    assert _has_edges(other, under, 1.0, color)
+    # A feathered edge: every pixel beside the field has faded part of the way to the plate.
+    assert _has_edges(faded, under, 1.0, color)
+    # One band of a smooth ramp: the ramp goes on past the field's colour on its other side.
+    assert not _has_edges(np.concatenate([faded[:50], darker[:50]]), under, 1.0, color)
+    # Pixels barely off the field's colour are no edge at all.
+    assert not _has_edges(under + 0.95 * (color - under), under, 1.0, color)
+
+
+def test_a_fields_rough_rim_beside_a_photo_goes_to_the_field() -> None:
+    # A feathered rim between a photo and a flat field, where the plate's fit is 15 levels off (as an
+    # inpainting under a large shape can be): it is the field's, not a strip of the photo.
+    height, width = 200, 300
+    plate = np.array((200.0, 180.0, 120.0))
+    color = np.array((40.0, 60.0, 200.0))
+    pixels = flat_canvas(width, height, tuple(plate))
+    pixels[20:180, 20:148] = busy_photo_patch(5, 128, 160)
+    ramp = np.linspace(0.1, 0.9, 12)[None, :, None]
+    pixels[20:180, 148:160] = plate + ramp * (color - plate)
+    pixels[20:180, 160:280] = color
+    pixels = np.round(pixels)
+    under = flat_canvas(width, height, tuple(plate))
+    under[:, 140:170] += 15.0
+    region = np.zeros((height, width), bool)
+    region[20:180, 20:280] = True
+    parts = _parts(pixels, under, _detail(pixels.astype(np.uint8)), region, 48, 0.0, 0.0)
+    field = max(parts, key=lambda part: np.count_nonzero(part.mask[:, 200]))
+    photo = max(parts, key=lambda part: np.count_nonzero(part.mask[:, 60]))
+    assert field is not photo
+    # The photo's detail measure reaches up to 5 px past its edge; the rest of the band is the field's.
+    assert field.mask[30:170, 153:158].all()
+    assert not photo.mask[:, 153:].any()
 
 
 def test_drop_shadow_stays_with_its_element(engine: ClassicEngine) -> None:

@@ -42,9 +42,16 @@ THICK_SHARE = 0.5
 GRAIN_SHOWN = 3.0
 """Multiple of the plate's noise, times the see-through share, that a translucent fill's pixels may stray."""
 FIELD_EDGE_CONTRAST = 20.0
-"""Median levels by which the pixels just outside a flat fill must differ from it."""
+"""Levels by which most pixels just outside a flat fill must differ from it (unless they fade to the plate)."""
+FEATHER_STEP = 0.25
+"""Share of a field's contrast with the plate by which a pixel just outside it must have faded to the plate
+to show a feathered edge."""
+BEYOND_SHARE = 0.05
+"""Largest share of the pixels just outside a feathered field that may go on past its colour."""
 MAX_FIELD_TRIES = 8
 """Commonest colours tried as flat fields in one region."""
+THROUGH_MAX_RATIO = 20.0
+"""Largest area, in multiples of its visible part, of a shape whose side runs on under what covers it."""
 FIGURE_SLACK = 0.01
 """Share of a figure that may disagree with what the poster shows (edge pixels) when completing a shape."""
 OPACITIES = (1.0, 0.85, 0.7, 0.55, 0.4)
@@ -59,6 +66,8 @@ SOLID_SHARE = 0.85
 """... and filling at least this share of its convex hull."""
 EDGE_FIT_LEVELS = 6.0
 """Median residual (levels) under which a leftover piece is a field's soft edge or an even shadow."""
+RIM_FIT_LEVELS = 20.0
+"""Median levels from the plate-to-colour line within which a calm band off a photo is a field's rough rim."""
 FEATHER_REACH = 32
 """Farthest (px) a feathered edge may spread from its field's solid part."""
 SHADOW_MAX_RATIO = 0.97
@@ -134,7 +143,7 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
         cluster = []
         for part in reversed(parts):
             reach = _grow(part.mask) & support
-            hidden = _hidden(part.core, above) & ~reach
+            hidden = _hidden(part.core, above, through=True) & ~reach
             ys, xs = np.nonzero(reach | hidden)
             tight = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
             part_box = BBox(
@@ -245,16 +254,18 @@ def _hull(mask: np.ndarray) -> np.ndarray:
     return filled.astype(bool) | mask
 
 
-def _hidden(core: np.ndarray, above: np.ndarray) -> np.ndarray:
+def _hidden(core: np.ndarray, above: np.ndarray, through: bool = False) -> np.ndarray:
     """Where the part's figure continues under the parts above it.
 
     The figure is the first of its bounding rectangle, an ellipse through its outline where nothing
     covers it, and its convex hull, that holds the visible part and adds pixels only under `above`:
-    a completion must never show where the poster shows something else.
+    a completion must never show where the poster shows something else. With `through`, a rectangle
+    whose whole side meets `above` goes on under it as far as `above` reaches (a band showing past a
+    photo is the end of a shape the photo covers); the stacking order is settled without that guess.
     """
     if not above.any() or not core.any():
         return np.zeros_like(core)
-    for figure in _figures(core, above):
+    for figure in _figures(core, above, through):
         outside = np.count_nonzero(core & ~figure)
         stray = np.count_nonzero(figure & ~core & ~_near(above))
         if outside <= FIGURE_SLACK * np.count_nonzero(core) and stray <= FIGURE_SLACK * np.count_nonzero(figure):
@@ -262,11 +273,17 @@ def _hidden(core: np.ndarray, above: np.ndarray) -> np.ndarray:
     return _hull(core) & above
 
 
-def _figures(core: np.ndarray, above: np.ndarray) -> list[np.ndarray]:
+def _figures(core: np.ndarray, above: np.ndarray, through: bool = False) -> list[np.ndarray]:
     """Candidate whole figures of a partly covered shape: bounding rectangle, fitted ellipse."""
     ys, xs = np.nonzero(core)
+    top, bottom, left, right = int(ys.min()), int(ys.max()) + 1, int(xs.min()), int(xs.max()) + 1
+    if through:
+        # A sliver tells little of what goes on beneath: it may run on only a few times its own size.
+        extended = _through(_grow(above), top, bottom, left, right)
+        if (extended[1] - extended[0]) * (extended[3] - extended[2]) <= THROUGH_MAX_RATIO * len(ys):
+            top, bottom, left, right = extended
     rectangle = np.zeros_like(core)
-    rectangle[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = True
+    rectangle[top:bottom, left:right] = True
     figures = [rectangle]
     contours, _ = cv2.findContours(core.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     points = np.concatenate(contours).reshape(-1, 2)
@@ -278,6 +295,21 @@ def _figures(core: np.ndarray, above: np.ndarray) -> list[np.ndarray]:
         cv2.ellipse(ellipse, cv2.fitEllipse(own.astype(np.float32)), 1, -1)
         figures.append(ellipse.astype(bool))
     return figures
+
+
+def _through(cover: np.ndarray, top: int, bottom: int, left: int, right: int) -> tuple[int, int, int, int]:
+    """The box [top, bottom) x [left, right) with each side moved out while the whole row or column
+    beyond it lies in `cover`."""
+    height, width = cover.shape
+    while bottom < height and cover[bottom, left:right].all():
+        bottom += 1
+    while top > 0 and cover[top - 1, left:right].all():
+        top -= 1
+    while right < width and cover[top:bottom, right].all():
+        right += 1
+    while left > 0 and cover[top:bottom, left - 1].all():
+        left -= 1
+    return top, bottom, left, right
 
 
 def _grow(mask: np.ndarray) -> np.ndarray:
@@ -380,15 +412,38 @@ def _parts(
             if np.mean(_darker(pixels[piece], under[piece])) >= SHADOW_SHARE:
                 shadows.append(piece)
             else:
-                near = _near(piece)
-                max(found, key=lambda part: np.count_nonzero(near & part.mask)).mask |= piece
+                _join_by_contact(piece, found)
         else:
             # A leftover may still hold a photo beside a smooth translucent shape it touches.
-            photos.extend(
-                _by_detail(pixels, under, detail, piece, min_area, grain)
-                or [Part(piece, cv2.erode(piece.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region))]
-            )
+            split = _by_detail(pixels, under, detail, piece, min_area, grain)
+            if split:
+                photos.extend(split)
+                continue
+            # One photo, perhaps with a field's soft rim strung along it (a band that the rim test missed
+            # where the plate's fit is rough): a calm thin band off the photo's block that touches a field
+            # and lies near the line from the plate to its colour goes to that field.
+            block = _blocks(_busy(detail, piece, grain))
+            rims = []
+            for rim in _pieces(piece & ~block, 1) if block.any() else []:
+                near = _near(rim)
+                fits = [
+                    (np.median(_line_residual(pixels[rim], under[rim], color)), part)
+                    for part, color in parts
+                    if _thin(rim) and (near & part.mask).any()
+                ]
+                best = min(fits, key=lambda fit: fit[0], default=None)
+                if best is not None and best[0] < RIM_FIT_LEVELS:
+                    best[1].mask |= rim
+                    rims.append(rim)
+            photo = piece & ~_union(rims, piece)
+            photos.append(Part(photo, cv2.erode(photo.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region)))
     return _with_shadows(found + photos, shadows + _pieces(shaded, min_area))
+
+
+def _join_by_contact(piece: np.ndarray, parts: list[Part]) -> None:
+    """Joins a piece to the part that its near surroundings touch most."""
+    near = _near(piece)
+    max(parts, key=lambda part: np.count_nonzero(near & part.mask)).mask |= piece
 
 
 def _with_shadows(parts: list[Part], shadows: list[np.ndarray]) -> list[Part]:
@@ -441,8 +496,7 @@ def _by_detail(
     parts = _with_shadows(parts, shadows)
     # What neither claims (edges between them, specks) joins the part it touches most.
     for piece in _pieces(region & ~_union([part.mask for part in parts], region), 1):
-        near = _near(piece)
-        max(parts, key=lambda part: np.count_nonzero(near & part.mask)).mask |= piece
+        _join_by_contact(piece, parts)
     return parts
 
 
@@ -526,8 +580,9 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
     of that opacity is one exact colour in J (an opaque one at a = 1). The opacity whose commonest
     J-colour gathers clearly the most pixels wins; over a flat plate every opacity gathers as many,
     and the shape counts as opaque. A field needs crisp edges (just outside its anti-aliased rim a
-    flat fill's neighbours are another colour) or must be large and solid (a feathered edge): a
-    photo's exact matches are thin and open away, and where it saturates its colour fades out gently.
+    flat fill's neighbours are another colour, or fade towards the plate when feathered) or must be
+    large and solid: a photo's exact matches are thin and open away, and where it saturates its
+    colour fades out gently.
     """
     fields = []
     remaining = region.copy()
@@ -567,9 +622,7 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
         match[rows, cols] = _field_distance(seen, below, opacity, color) <= tolerance
         field = cv2.morphologyEx(match, cv2.MORPH_OPEN, _SQUARE).astype(bool)
         outside = cv2.dilate(field.astype(np.uint8), _SQUARE, iterations=2).astype(bool) & ~_grow_once(field)
-        crisp = outside.any() and np.median(_field_distance(pixels[outside], under[outside], opacity, color)) >= (
-            FIELD_EDGE_CONTRAST
-        )
+        crisp = outside.any() and _has_edges(pixels[outside], under[outside], opacity, color)
         size = np.count_nonzero(field)
         solid = size >= SOLID_FIELD_AREAS * min_area and size >= SOLID_SHARE * np.count_nonzero(_hull(field))
         if size >= min_area and (crisp or solid):
@@ -578,6 +631,27 @@ def _fields(pixels: np.ndarray, under: np.ndarray, region: np.ndarray, min_area:
         else:
             remaining[rows[in_mode], cols[in_mode]] = False
     return fields
+
+
+def _has_edges(pixels: np.ndarray, under: np.ndarray, opacity: float, color: np.ndarray) -> bool:
+    """Whether the pixels just outside a field show its edge: most are another colour, or fade towards
+    the plate (a feathered edge), with hardly any going on past the field's colour, as the next band of
+    a smooth ramp (a shadow's, a photo's) does."""
+    distance = _field_distance(pixels, under, opacity, color)
+    far = distance >= FIELD_EDGE_CONTRAST
+    if np.mean(far) > 0.5:
+        return True
+    shown = under + opacity * (color - under)
+    span = shown - under
+    length2 = np.sum(span * span, axis=-1)
+    if np.median(length2) < FIELD_EDGE_CONTRAST**2:
+        return False
+    # Position along the line from the plate (0) to the field's colour (1), and distance off that line.
+    along = np.sum((pixels - under) * span, axis=-1) / np.maximum(length2, 1e-9)
+    on_line = np.abs(pixels - (under + along[..., None] * span)).max(axis=-1) < EDGE_FIT_LEVELS
+    fading = on_line & (along <= 1.0 - FEATHER_STEP)
+    beyond = on_line & (along >= 1.0 + FEATHER_STEP / 2)
+    return bool(np.mean(far | fading) > 0.5 and np.mean(beyond) < BEYOND_SHARE)
 
 
 def _unblended(pixels: np.ndarray, under: np.ndarray, opacity: float) -> np.ndarray:
