@@ -136,13 +136,16 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
         islands = _filled(region) & ~region & (labels[rows, cols] > 0)
         enclosed.update(int(island) for island in np.unique(labels[rows, cols][islands]))
         region |= islands
-        support = _grow(region) & (region | (deviation[rows, cols] > plate.weak))
+        # The rim reaches over the plate only, not into the next region's pixels.
+        support = _grow(region) & (region | ((deviation[rows, cols] > plate.weak) & (labels[rows, cols] == 0)))
         pixels, under = image[rows, cols].astype(np.float64), plate.colors[rows, cols]
         parts = _by_occlusion(_parts(pixels, under, detail[rows, cols], region, min_area, plate.noise, grain))
         above = np.zeros_like(region)
+        claimed = np.zeros_like(region)
         cluster = []
         for part in reversed(parts):
-            reach = _grow(part.mask) & support
+            # A part's rim stops at the pixels that a part above it claims: it does not reach under them.
+            reach = _grow(part.mask) & support & (part.mask | ~claimed)
             hidden = _hidden(part.core, above, through=True) & ~reach
             ys, xs = np.nonzero(reach | hidden)
             tight = slice(ys.min(), ys.max() + 1), slice(xs.min(), xs.max() + 1)
@@ -155,8 +158,13 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
             )
             # Holes in what lies above (a photo's pixels that match the plate) still cover what is beneath.
             above |= _filled(reach)
-        clusters.extend(reversed(cluster))
-    return clusters
+            claimed |= part.mask
+        clusters.append(cluster[::-1])
+    # Apart regions show no occlusion between them, and their order shows nowhere but where their rims
+    # touch: there a photo goes over the decorative shapes, as designs mostly lay them (the stable sort
+    # keeps the larger region first otherwise).
+    clusters.sort(key=lambda cluster: any(candidate.kind == LayerKind.IMAGE for candidate in cluster))
+    return [candidate for cluster in clusters for candidate in cluster]
 
 
 def _by_occlusion(parts: list[Part]) -> list[Part]:
