@@ -443,6 +443,22 @@ def test_large_poster(engine: ClassicEngine) -> None:
     assert len(foreground(layers, LayerKind.TEXT)) >= 1
 
 
+def test_text_on_a_shape_that_its_box_runs_past_keeps_its_own_colour(engine: ClassicEngine) -> None:
+    # Seed 9005 sets its title over an ellipse and a line on a rounded banner; both line boxes run past
+    # the shape's edge onto the striped plate, so the shape's colour deviates from the box's underlay too.
+    poster = make_poster(9005)
+    layers = run_exact(engine, poster.image)
+    texts = foreground(layers, LayerKind.TEXT)
+    for truth in foreground(poster.layers, LayerKind.TEXT):
+        line = max(texts, key=lambda layer: _shared_area(layer.bbox, truth.bbox))
+        assert line.color is not None and truth.color is not None
+        assert max(abs(a - b) for a, b in zip(line.color, truth.color, strict=True)) <= 12, truth.text
+
+
+def _shared_area(a: BBox, b: BBox) -> int:
+    return max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x)) * max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
+
+
 def test_korean_line_is_read() -> None:
     font = ImageFont.truetype("/usr/share/fonts/truetype/nanum/NanumGothicBold.ttf", 48)
     canvas = Image.new("RGB", (420, 100), (250, 245, 235))

@@ -24,6 +24,8 @@ CORE_SHARE = 0.2
 """... or this share of the ink's contrast with the underlay, when larger."""
 RIVAL_SHARE = 0.5
 """A second colour is weighed against the commonest one only with at least this share of its pixels."""
+BORDER_INK_SHARE = 0.1
+"""Share of a line box's border in one colour that makes it the underlay's colour, not the ink's."""
 RIM_PX = 2
 """Width of the anti-aliased rim around glyph cores."""
 BORDER_NOISE = 24.0
@@ -134,6 +136,8 @@ def _cores(pixels: np.ndarray, rough: np.ndarray, inner: np.ndarray) -> tuple[np
     if np.count_nonzero(strong & inner) < MIN_INK_PX:
         return None
     ink = _ink_color(pixels, strong & inner)
+    if ink is None:
+        return None
     # Glyph cores are pixels of the ink colour itself; other colours in the box belong to what lies under it.
     tolerance = max(CORE_TOLERANCE, CORE_SHARE * float(np.abs(ink - np.median(rough.reshape(-1, 3), axis=0)).max()))
     core = strong & (np.abs(pixels - ink).max(axis=-1) <= tolerance)
@@ -142,11 +146,15 @@ def _cores(pixels: np.ndarray, rough: np.ndarray, inner: np.ndarray) -> tuple[np
     return ink, core, noise
 
 
-def _ink_color(pixels: np.ndarray, strong: np.ndarray) -> np.ndarray:
+def _ink_color(pixels: np.ndarray, strong: np.ndarray) -> np.ndarray | None:
     """The line's ink: of the two commonest colours among the strongly deviating pixels, the one spread widest.
 
-    A shape edge or photo corner inside the box is compact; a line of glyphs runs along the box.
+    A shape edge or photo corner inside the box is compact; a line of glyphs runs along the box. A
+    colour that much of the box's border shows is the underlay (a banner or shape that the border
+    crosses, where the underlay estimate is off), never the ink: the box is padded clear of the glyphs.
+    None when only such colours deviate.
     """
+    border = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
     colors = pixels[strong]
     xs = np.nonzero(strong)[1]
     options: list[tuple[float, int, np.ndarray]] = []
@@ -158,8 +166,11 @@ def _ink_color(pixels: np.ndarray, strong: np.ndarray) -> np.ndarray:
         color = np.median(colors[remaining][codes == np.bincount(codes).argmax()], axis=0)
         near = np.abs(colors - color).max(axis=-1) <= CORE_TOLERANCE
         spread = float(np.percentile(xs[near], 95) - np.percentile(xs[near], 5)) if near.any() else 0.0
-        options.append((spread, int(np.count_nonzero(near)), color))
         remaining &= ~near
+        if np.mean(np.abs(border - color).max(axis=-1) <= CORE_TOLERANCE) < BORDER_INK_SHARE:
+            options.append((spread, int(np.count_nonzero(near)), color))
+    if not options:
+        return None
     # The runner-up only counts when it is a colour field of its own, not the glyphs' anti-aliased rims.
     rivals = [option for option in options if option[1] >= RIVAL_SHARE * options[0][1]]
     return max(rivals, key=lambda option: option[0])[2]
