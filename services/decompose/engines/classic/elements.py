@@ -432,12 +432,14 @@ def _parts(
             # and lies near the line from the plate to its colour goes to that field.
             block = _blocks(_busy(detail, piece, grain))
             rims = []
-            for rim in _pieces(piece & ~block, 1) if block.any() else []:
+            for rim in _pieces(piece & ~block, min_area) if block.any() else []:
+                if not _thin(rim):
+                    continue
                 near = _near(rim)
                 fits = [
                     (np.median(_line_residual(pixels[rim], under[rim], color)), part)
                     for part, color in parts
-                    if _thin(rim) and (near & part.mask).any()
+                    if (near & part.mask).any()
                 ]
                 best = min(fits, key=lambda fit: fit[0], default=None)
                 if best is not None and best[0] < RIM_FIT_LEVELS:
