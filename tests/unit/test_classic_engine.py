@@ -336,6 +336,18 @@ def test_a_field_has_edges_when_its_rim_is_another_colour_or_fades_to_the_plate_
     assert not _has_edges(under + 0.95 * (color - under), under, 1.0, color)
 
 
+def test_a_feathered_shapes_halo_and_soft_shadow_stay_with_it(engine: ClassicEngine) -> None:
+    # Seed 7003: a feathered banner with a blurred drop shadow on a grainy gradient. The ring of its
+    # fade and shadow is too wide to be a thin rim, yet holds no photo: it is the banner's.
+    poster = make_poster(7003)
+    layers = run_exact(engine, poster.image)
+    assert len(foreground(layers, LayerKind.IMAGE)) == len(foreground(poster.layers, LayerKind.IMAGE)) == 1
+    (banner,) = foreground(poster.layers, LayerKind.SHAPE)
+    (found,) = foreground(layers, LayerKind.SHAPE)
+    truth = full_alpha(banner, poster.image.shape[1], poster.image.shape[0]) / 255.0
+    assert soft_iou(full_alpha(found, poster.image.shape[1], poster.image.shape[0]) / 255.0, truth) >= 0.8
+
+
 def test_a_fields_rough_rim_beside_a_photo_goes_to_the_field() -> None:
     # A feathered rim between a photo and a flat field, where the plate's fit is 15 levels off (as an
     # inpainting under a large shape can be): it is the field's, not a strip of the photo.

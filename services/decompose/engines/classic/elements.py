@@ -66,6 +66,8 @@ SOLID_SHARE = 0.85
 """... and filling at least this share of its convex hull."""
 EDGE_FIT_LEVELS = 6.0
 """Median residual (levels) under which a leftover piece is a field's soft edge or an even shadow."""
+HALO_SHARE = 0.9
+"""Share of a calm leftover piece within FEATHER_REACH of one field that makes it that field's halo."""
 RIM_FIT_LEVELS = 20.0
 """Median levels from the plate-to-colour line within which a calm band off a photo is a field's rough rim."""
 FEATHER_REACH = 32
@@ -431,6 +433,11 @@ def _parts(
             # where the plate's fit is rough): a calm thin band off the photo's block that touches a field
             # and lies near the line from the plate to its colour goes to that field.
             block = _blocks(_busy(detail, piece, grain))
+            host = max(found, key=lambda part: np.count_nonzero(_near(piece) & part.mask))
+            if not block.any() and np.mean(_within(host.core, FEATHER_REACH)[piece]) >= HALO_SHARE:
+                # No photo in it, and all about one field: that field's feathered rim and soft shadow.
+                host.mask |= piece
+                continue
             rims = []
             for rim in _pieces(piece & ~block, min_area) if block.any() else []:
                 if not _thin(rim):
