@@ -467,6 +467,18 @@ def test_text_on_a_shape_that_its_box_runs_past_keeps_its_own_colour(engine: Cla
         assert max(abs(a - b) for a, b in zip(line.color, truth.color, strict=True)) <= 12, truth.text
 
 
+def test_a_photo_lies_over_a_shape_whose_seam_with_it_tells_nothing(engine: ClassicEngine) -> None:
+    # Seeds 9023 and 9034: a shape meets the photo along a seam that dents neither and whose ends do not
+    # settle which is on top (a rounded corner, a shape that merely touches): the photo goes on top.
+    for seed in (9023, 9034):
+        poster = make_poster(seed)
+        layers = run_exact(engine, poster.image)
+        (photo,) = foreground(layers, LayerKind.IMAGE)
+        beside = max(foreground(layers, LayerKind.SHAPE), key=lambda layer: _shared_area(layer.bbox, photo.bbox))
+        assert _shared_area(beside.bbox, photo.bbox) > 0
+        assert beside.index < photo.index, seed
+
+
 def _shared_area(a: BBox, b: BBox) -> int:
     return max(0, min(a.x + a.w, b.x + b.w) - max(a.x, b.x)) * max(0, min(a.y + a.h, b.y + b.h) - max(a.y, b.y))
 

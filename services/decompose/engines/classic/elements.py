@@ -141,7 +141,8 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
         # The rim reaches over the plate only, not into the next region's pixels.
         support = _grow(region) & (region | ((deviation[rows, cols] > plate.weak) & (labels[rows, cols] == 0)))
         pixels, under = image[rows, cols].astype(np.float64), plate.colors[rows, cols]
-        parts = _by_occlusion(_parts(pixels, under, detail[rows, cols], region, min_area, plate.noise, grain))
+        parts = _parts(pixels, under, detail[rows, cols], region, min_area, plate.noise, grain)
+        parts = _by_occlusion(parts, [_photo_like(pixels, under, part, plate.noise) for part in parts])
         above = np.zeros_like(region)
         claimed = np.zeros_like(region)
         cluster = []
@@ -169,12 +170,14 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
     return [candidate for cluster in clusters for candidate in cluster]
 
 
-def _by_occlusion(parts: list[Part]) -> list[Part]:
-    """Touching parts of one region, bottom to top.
+def _by_occlusion(parts: list[Part], photos: list[bool]) -> list[Part]:
+    """Touching parts of one region, bottom to top; `photos` tells which parts are photos.
 
     Of two touching parts, the one that bites into the other's convex hull lies on top: designs are
-    mostly convex figures, and an occluded figure shows a dent where the one above covers it. The
-    stack follows these relations (a topological order; among parts free to go next, the one lying on
+    mostly convex figures, and an occluded figure shows a dent where the one above covers it. Where
+    neither bites, the seam's ends tell (`_t_junctions`); where they barely tell either, a photo lies
+    on a shape, as designs mostly lay photos over decorative shapes. The stack
+    follows these relations (a topological order; among parts free to go next, the one lying on
     fewest parts, then the larger, lower); where they contradict each other, the part whose bites
     into the parts left beneath it are weakest goes next.
     """
@@ -193,6 +196,9 @@ def _by_occlusion(parts: list[Part]) -> list[Part]:
             if i_bites_j == j_bites_i:
                 # No dent either way (a convex figure cut straight by another): the seam's ends tell.
                 t_junctions = _t_junctions(parts[i].mask, parts[j].mask)
+                if abs(t_junctions) < T_CLEAR and photos[i] != photos[j]:
+                    # They barely tell (a photo's rounded corner, a shape that merely touches it).
+                    t_junctions = 1 if photos[j] else -1
                 i_bites_j, j_bites_i = max(-t_junctions, 0), max(t_junctions, 0)
             if i_bites_j > j_bites_i:
                 beneath[i][j] = i_bites_j - j_bites_i
@@ -212,8 +218,20 @@ T_REACH = (6, 24)
 """Distances (px) past a seam's end at which the occluder's outline is looked for."""
 T_SIDE = 24
 """Seam pixels within this distance of its end give its direction there."""
+T_CLEAR = 16
+"""Seam-end probes (of up to 2 x 18) one way beyond the other that settle which of two touching parts is on top."""
 T_NEAR = 4.0
 """Largest distance (px) from a probe to an outline that counts it as on that outline."""
+
+
+def _photo_like(pixels: np.ndarray, under: np.ndarray, part: Part, noise: float) -> bool:
+    """Whether a part will be an image layer: neither one translucent colour nor a few flat ones."""
+    if part.opacity is not None or not part.core.any():
+        return False
+    core = part.core
+    return _translucent_fit(_sample(pixels, core), _sample(under, core), noise=noise)[0] == 1.0 and not _is_flat(
+        pixels[core]
+    )
 
 
 def _t_junctions(a: np.ndarray, b: np.ndarray) -> int:
