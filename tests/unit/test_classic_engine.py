@@ -266,15 +266,20 @@ def full_alpha(layer: Layer, width: int, height: int) -> np.ndarray:
     return alpha
 
 
+def shape_under_photo(engine: ClassicEngine, canvas: np.ndarray) -> tuple[Layer, Layer]:
+    """The one shape and the one photo the engine finds in `canvas` (exactly recomposed), shape below."""
+    layers = run_exact(engine, np.round(canvas).astype(np.uint8))
+    (shape,) = foreground(layers, LayerKind.SHAPE)
+    (photo,) = foreground(layers, LayerKind.IMAGE)
+    assert shape.index < photo.index
+    return shape, photo
+
+
 def test_shape_under_a_photo_is_whole_and_below_it(engine: ClassicEngine) -> None:
     canvas = flat_canvas(400, 300, (240, 240, 230))
     canvas[50:200, 50:250] = (200, 30, 40)
     canvas[120:260, 180:350] = photo_patch(1, 170, 140)
-    image = np.round(canvas).astype(np.uint8)
-    layers = run_exact(engine, image)
-    (shape,) = foreground(layers, LayerKind.SHAPE)
-    (photo,) = foreground(layers, LayerKind.IMAGE)
-    assert shape.index < photo.index
+    shape, _ = shape_under_photo(engine, canvas)
     assert shape.color is not None and max(abs(a - b) for a, b in zip(shape.color, (200, 30, 40), strict=True)) <= 3
     alpha = full_alpha(shape, 400, 300)
     # The corner under the photo is part of the shape, in the shape's colour.
@@ -289,11 +294,7 @@ def test_a_band_showing_past_a_photo_is_the_end_of_a_shape_under_it(engine: Clas
     canvas = flat_canvas(400, 300, (240, 240, 230))
     canvas[40:200, 80:260] = (200, 30, 40)
     canvas[70:260, 50:330] = photo_patch(4, 280, 190)
-    image = np.round(canvas).astype(np.uint8)
-    layers = run_exact(engine, image)
-    (shape,) = foreground(layers, LayerKind.SHAPE)
-    (photo,) = foreground(layers, LayerKind.IMAGE)
-    assert shape.index < photo.index
+    shape, _ = shape_under_photo(engine, canvas)
     alpha = full_alpha(shape, 400, 300)
     # As far as the photo reaches: nothing shows where the shape ends under it.
     assert np.mean(alpha[42:255, 82:258] >= 250) > 0.98
@@ -310,11 +311,7 @@ def test_a_feathered_bar_cut_by_a_photo_is_one_shape_under_it(engine: ClassicEng
     canvas = flat_canvas(width, height, (88, 94, 127))
     canvas = np.array((60, 94, 128)) * bar[..., None] + canvas * (1 - bar[..., None])
     canvas[80:220, 120:280] = busy_photo_patch(6, 160, 140)
-    image = np.round(canvas).astype(np.uint8)
-    layers = run_exact(engine, image)
-    (shape,) = foreground(layers, LayerKind.SHAPE)
-    (photo,) = foreground(layers, LayerKind.IMAGE)
-    assert shape.index < photo.index
+    shape, photo = shape_under_photo(engine, canvas)
     alpha = full_alpha(shape, width, height)
     assert (alpha[150, 40:110] >= 250).all() and (alpha[150, 290:360] >= 250).all()
     assert np.mean(alpha[140:160, 130:270] >= 250) > 0.98

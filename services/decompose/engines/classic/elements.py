@@ -142,11 +142,13 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
         support = _grow(region) & (region | ((deviation[rows, cols] > plate.weak) & (labels[rows, cols] == 0)))
         pixels, under = image[rows, cols].astype(np.float64), plate.colors[rows, cols]
         parts = _parts(pixels, under, detail[rows, cols], region, min_area, plate.noise, grain)
-        parts = _by_occlusion(parts, [_photo_like(pixels, under, part, plate.noise) for part in parts])
+        fills = [_fill(pixels, under, part, plate.noise) for part in parts]
+        order = _by_occlusion(parts, [fill.color is None for fill in fills])
         above = np.zeros_like(region)
         claimed = np.zeros_like(region)
         cluster = []
-        for part in reversed(parts):
+        for number in reversed(order):
+            part, fill = parts[number], fills[number]
             # A part's rim stops at the pixels that a part above it claims: it does not reach under them.
             reach = _grow(part.mask) & support & (part.mask | ~claimed)
             hidden = _hidden(part.core, above, through=True) & ~reach
@@ -157,7 +159,7 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
             )
             cut = Part(part.mask[tight], part.core[tight], part.shade[tight], part.opacity, part.color)
             cluster.append(
-                _element(pixels[tight], under[tight], cut, reach[tight], hidden[tight], part_box, plate.noise)
+                _element(pixels[tight], under[tight], cut, fill, reach[tight], hidden[tight], part_box)
             )
             # Holes in what lies above (a photo's pixels that match the plate) still cover what is beneath.
             above |= _filled(reach)
@@ -170,8 +172,8 @@ def find_elements(image: np.ndarray, plate: Plate) -> list[Candidate]:
     return [candidate for cluster in clusters for candidate in cluster]
 
 
-def _by_occlusion(parts: list[Part], photos: list[bool]) -> list[Part]:
-    """Touching parts of one region, bottom to top; `photos` tells which parts are photos.
+def _by_occlusion(parts: list[Part], photos: list[bool]) -> list[int]:
+    """The indices of touching parts of one region, bottom to top; `photos` tells which parts are photos.
 
     Of two touching parts, the one that bites into the other's convex hull lies on top: designs are
     mostly convex figures, and an occluded figure shows a dent where the one above covers it. Where
@@ -182,7 +184,7 @@ def _by_occlusion(parts: list[Part], photos: list[bool]) -> list[Part]:
     into the parts left beneath it are weakest goes next.
     """
     if len(parts) < 2:
-        return parts
+        return list(range(len(parts)))
     hulls = [_hull(part.core) for part in parts]
     grown = [_near(part.mask) for part in parts]
     # beneath[i][j]: by how many pixels part i's bite into part j's hull beats j's into i's.
@@ -211,7 +213,7 @@ def _by_occlusion(parts: list[Part], photos: list[bool]) -> list[Part]:
         nxt = min(left, key=lambda i: (sum(v for j, v in beneath[i].items() if j in left), len(beneath[i]), -sizes[i]))
         order.append(nxt)
         left.remove(nxt)
-    return [parts[i] for i in order]
+    return order
 
 
 T_REACH = (6, 24)
@@ -222,16 +224,6 @@ T_CLEAR = 16
 """Seam-end probes (of up to 2 x 18) one way beyond the other that settle which of two touching parts is on top."""
 T_NEAR = 4.0
 """Largest distance (px) from a probe to an outline that counts it as on that outline."""
-
-
-def _photo_like(pixels: np.ndarray, under: np.ndarray, part: Part, noise: float) -> bool:
-    """Whether a part will be an image layer: neither one translucent colour nor a few flat ones."""
-    if part.opacity is not None or not part.core.any():
-        return False
-    core = part.core
-    return _translucent_fit(_sample(pixels, core), _sample(under, core), noise=noise)[0] == 1.0 and not _is_flat(
-        pixels[core]
-    )
 
 
 def _t_junctions(a: np.ndarray, b: np.ndarray) -> int:
@@ -360,6 +352,28 @@ class Part:
 
 
 @dataclass
+class Fill:
+    """What a part is filled with: one colour at an opacity (a shape), or a photo (no colour)."""
+
+    opacity: float
+    color: np.ndarray | None
+
+
+def _fill(pixels: np.ndarray, under: np.ndarray, part: Part, noise: float) -> Fill:
+    """A part's fill: the opacity and colour told from an overlap, one translucent colour over the
+    plate, a few flat colours (their median), or else a photo."""
+    if part.opacity is not None:
+        return Fill(part.opacity, part.color)
+    core = part.core if part.core.any() else part.mask
+    opacity, color = _translucent_fit(_sample(pixels, core), _sample(under, core), noise=noise)
+    if opacity < 1.0:
+        return Fill(opacity, color)
+    if _is_flat(pixels[core]):
+        return Fill(1.0, np.median(pixels[core], axis=0))
+    return Fill(1.0, None)
+
+
+@dataclass
 class Field:
     """An area of one colour at one opacity over the plate (colour un-blended at that opacity)."""
 
@@ -447,32 +461,43 @@ def _parts(
             if split:
                 photos.extend(split)
                 continue
-            # One photo, perhaps with a field's soft rim strung along it (a band that the rim test missed
-            # where the plate's fit is rough): a calm thin band off the photo's block that touches a field
-            # and lies near the line from the plate to its colour goes to that field.
             block = _blocks(_busy(detail, piece, grain))
-            host = max(found, key=lambda part: np.count_nonzero(_near(piece) & part.mask))
+            near = _near(piece)
+            host = max(found, key=lambda part: np.count_nonzero(near & part.mask))
             if not block.any() and np.mean(_within(host.core, FEATHER_REACH)[piece]) >= HALO_SHARE:
                 # No photo in it, and all about one field: that field's feathered rim and soft shadow.
                 host.mask |= piece
                 continue
-            rims = []
-            for rim in _pieces(piece & ~block, min_area) if block.any() else []:
-                if not _thin(rim):
-                    continue
-                near = _near(rim)
-                fits = [
-                    (np.median(_line_residual(pixels[rim], under[rim], color)), part)
-                    for part, color in parts
-                    if (near & part.mask).any()
-                ]
-                best = min(fits, key=lambda fit: fit[0], default=None)
-                if best is not None and best[0] < RIM_FIT_LEVELS:
-                    best[1].mask |= rim
-                    rims.append(rim)
-            photo = piece & ~_union(rims, piece)
+            # One photo, perhaps with fields' soft rims strung along it.
+            photo = piece & ~_rims_to_fields(pixels, under, piece & ~block, parts, min_area) if block.any() else piece
             photos.append(Part(photo, cv2.erode(photo.astype(np.uint8), _SQUARE).astype(bool), np.zeros_like(region)))
     return _with_shadows(found + photos, shadows + _pieces(shaded, min_area))
+
+
+def _rims_to_fields(
+    pixels: np.ndarray, under: np.ndarray, off_block: np.ndarray, fields: list[tuple[Part, np.ndarray]], min_area: float
+) -> np.ndarray:
+    """Gives the fields their soft rims strung along a photo, and returns what was given.
+
+    `off_block` is a photo's piece less its busy block. A band of it that the rim test missed where the
+    plate's fit is rough is thin, touches a field and lies near the line from the plate to that field's
+    colour: it goes to the nearest such field (with its colour in `fields`).
+    """
+    given = np.zeros_like(off_block)
+    for rim in _pieces(off_block, min_area):
+        if not _thin(rim):
+            continue
+        near = _near(rim)
+        fits = [
+            (np.median(_line_residual(pixels[rim], under[rim], color)), part)
+            for part, color in fields
+            if (near & part.mask).any()
+        ]
+        best = min(fits, key=lambda fit: fit[0], default=None)
+        if best is not None and best[0] < RIM_FIT_LEVELS:
+            best[1].mask |= rim
+            given |= rim
+    return given
 
 
 def _join_by_contact(piece: np.ndarray, parts: list[Part]) -> None:
@@ -834,12 +859,12 @@ def _element(
     pixels: np.ndarray,
     under: np.ndarray,
     part: Part,
+    fill: Fill,
     support: np.ndarray,
     hidden: np.ndarray,
     box: BBox,
-    noise: float,
 ) -> Candidate:
-    """Classifies a part and gives each supported pixel the alpha of its nearest interior colour.
+    """A part's candidate layer: each supported pixel gets the alpha of its nearest interior colour.
 
     A flat or translucent shape also covers `hidden` (where it continues under the parts above) with
     its own colour and opacity; a photo's hidden part is left to what covers it. Shadow pixels start
@@ -855,16 +880,8 @@ def _element(
     coverage = np.where(part.shade, 0.0, projected_alpha(pixels, under, inner_color))
     region = part.mask
 
-    opacity, color = _translucent_fit(_sample(pixels, core), _sample(under, core), noise=noise)
-    if part.opacity is not None:
-        opacity, color = part.opacity, part.color
-        kind = LayerKind.SHAPE
-    elif opacity < 1.0:
-        kind = LayerKind.SHAPE
-    elif _is_flat(pixels[core]):
-        kind, color = LayerKind.SHAPE, np.median(pixels[core], axis=0)
-    else:
-        kind, color = LayerKind.IMAGE, None
+    opacity, color = fill.opacity, fill.color
+    kind = LayerKind.IMAGE if color is None else LayerKind.SHAPE
     alpha = np.where(support, coverage, 0.0) * opacity
     support = _without_faint_specks(support, alpha, core)
     if kind == LayerKind.SHAPE:
